@@ -1,0 +1,75 @@
+"""Atomic file output: write to a hidden temporary name beside the target, then rename.
+
+A killed job therefore never leaves a file under its final name that looks complete, and a
+file that already existed is only replaced once the new one is fully written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it over ``final`` on success.
+
+    The temporary name keeps the target's suffix (libraries such as sleap-io and h5py pick the
+    format from it). On any exception the temporary file is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(final.parent, os.W_OK):
+        raise PermissionError(f"Output folder is not writable: {final.parent}")
+    suffix = final.suffix if suffix is None else suffix
+    if final.name.endswith(".pkg.slp"):
+        suffix = ".pkg.slp"
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # writers that refuse to overwrite (h5py 'w-', sleap-io) get a fresh name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"Nothing was written to the temporary file for {final}")
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
+    """Write ``data`` as JSON atomically (NaN kept as JSON ``NaN`` so nothing is silently lost)."""
+    write_text_atomic(
+        path, json.dumps(data, indent=indent, sort_keys=False, default=_json_default) + "\n"
+    )
+
+
+def write_yaml_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as block-style YAML atomically, keys in insertion order."""
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def _json_default(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and paths, which ``json`` does not know."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
