@@ -1,0 +1,64 @@
+"""Lightning callbacks of the training stage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import lightning as L
+
+from pipeline_lib.io.atomic import write_text_atomic
+
+LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "learning_rate", "elapsed_s")
+
+
+class EpochLogWriter(L.Callback):
+    """Writes ``training_log.csv`` (one row per epoch), rewritten atomically after every epoch.
+
+    On resume the rows of epochs already finished are kept, so the file always covers the whole
+    run; elapsed time continues from the last recorded row.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._offset = 0.0
+        self._start = time.time()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.time()
+        self.rows = []
+        if self.path.exists():
+            with self.path.open() as fh:
+                self.rows = [
+                    r for r in csv.DictReader(fh) if int(r["epoch"]) < trainer.current_epoch
+                ]
+        self._offset = float(self.rows[-1]["elapsed_s"]) if self.rows else 0.0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                "train_loss": _num(metrics.get("train_loss")),
+                "val_loss": _num(metrics.get("val_loss")),
+                "learning_rate": lr,
+                "elapsed_s": round(self._offset + time.time() - self._start, 3),
+            }
+        )
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.path, buf.getvalue())
+
+
+def _num(value) -> float:
+    """Tensor or number to float (NaN when the metric was not logged)."""
+    if value is None:
+        return float("nan")
+    return float(value.item() if hasattr(value, "item") else value)

@@ -1,0 +1,118 @@
+"""The run directory is the model: its layout, and loading a trained model back from it.
+
+    {run_dir}/
+        initial_config.yaml    the config as the user wrote it
+        training_config.yaml   the resolved config (skeleton, crop size, channels, parameter count)
+        best.ckpt              weights with the lowest validation loss (final output)
+        training_log.csv       one row per epoch (final output)
+        checkpoints/           working state while training: best/last checkpoints, the live log
+                               and the fingerprint that decides whether a rerun may resume
+
+Inference needs nothing but this folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import sleap_io as sio
+import torch
+import yaml
+
+from pipeline_lib.models.model import PoseModel, build_model
+
+INITIAL_CONFIG = "initial_config.yaml"
+TRAINING_CONFIG = "training_config.yaml"
+BEST_CKPT = "best.ckpt"
+TRAINING_LOG = "training_log.csv"
+WORK_DIR = "checkpoints"
+
+
+def skeleton_to_dict(skeleton: sio.Skeleton) -> dict:
+    """Skeleton in the serialised form sleap-nn writes into ``data_config.skeletons``."""
+    return {
+        "name": skeleton.name,
+        "nodes": [{"name": n} for n in skeleton.node_names],
+        "edges": [
+            {"source": {"name": e.source.name}, "destination": {"name": e.destination.name}}
+            for e in skeleton.edges
+        ],
+        "symmetries": [[n.name for n in sym.nodes] for sym in skeleton.symmetries],
+    }
+
+
+def skeleton_from_dict(data: dict) -> sio.Skeleton:
+    """Inverse of :func:`skeleton_to_dict`; also reads sleap-nn's own serialised skeletons."""
+    nodes = [n["name"] if isinstance(n, dict) else str(n) for n in data["nodes"]]
+    edges = []
+    for e in data.get("edges", []):
+        if isinstance(e, dict):
+            edges.append((e["source"]["name"], e["destination"]["name"]))
+        else:
+            edges.append((e[0], e[1]))
+    symmetries = []
+    for s in data.get("symmetries") or []:
+        if isinstance(s, dict):  # sleap-nn style: {"nodes": [{"name": ...}, ...]} or similar
+            names = [n["name"] if isinstance(n, dict) else n for n in s.get("nodes", [])]
+        else:
+            names = [n["name"] if isinstance(n, dict) else n for n in s]
+        if len(names) == 2:
+            symmetries.append(tuple(names))
+    return sio.Skeleton(nodes=nodes, edges=edges, symmetries=symmetries, name=data.get("name"))
+
+
+def head_of(config: dict) -> tuple[str, dict]:
+    """The one non-null head of a config dict: (name, its section)."""
+    heads = [(k, v) for k, v in config["model_config"]["head_configs"].items() if v is not None]
+    if len(heads) != 1:
+        raise ValueError(f"Expected exactly one head, found {[k for k, _ in heads]}")
+    return heads[0]
+
+
+@dataclass
+class TrainedModel:
+    """A model loaded from its run directory, ready for inference."""
+
+    run_dir: Path
+    config: dict
+    model: PoseModel
+    skeleton: sio.Skeleton
+    head: str
+    head_config: dict
+
+    @property
+    def preprocessing(self) -> dict:
+        return self.config["data_config"]["preprocessing"]
+
+    @property
+    def confmaps_config(self) -> dict:
+        return self.head_config["confmaps"]
+
+
+def load_trained_model(
+    run_dir: str | os.PathLike, device: str | torch.device = "cpu"
+) -> TrainedModel:
+    """Rebuild the network from ``training_config.yaml`` and load ``best.ckpt`` into it."""
+    run_dir = Path(run_dir)
+    cfg_path, ckpt_path = run_dir / TRAINING_CONFIG, run_dir / BEST_CKPT
+    for p in (cfg_path, ckpt_path):
+        if not p.exists():
+            raise FileNotFoundError(
+                f"Model folder {run_dir} has no {p.name}; was training finished?"
+            )
+    config = yaml.safe_load(cfg_path.read_text())
+    head, head_cfg = head_of(config)
+    skeletons = config["data_config"].get("skeletons") or []
+    if not skeletons:
+        raise ValueError(f"{cfg_path} has no data_config.skeletons; it is not a resolved config")
+    skeleton = skeleton_from_dict(skeletons[0])
+    n_nodes = len(head_cfg["confmaps"].get("part_names") or skeleton.node_names)
+    model = build_model(config["model_config"], n_nodes=n_nodes)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt)
+    state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")} or state
+    model.load_state_dict(state)
+    model.eval().to(device)
+    return TrainedModel(run_dir, config, model, skeleton, head, head_cfg)

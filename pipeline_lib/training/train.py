@@ -1,0 +1,392 @@
+"""Train one model from a sleap-nn training config into its run directory.
+
+Resolves the config against the data (skeleton, part names, channels, crop size), builds in-memory
+samples from the image cache, and runs Lightning with checkpoints that let a killed job resume
+where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, RandomSampler
+
+from pipeline_lib.config import config_to_dict, load_training_config
+from pipeline_lib.data.cache import decode_labelled_frames, file_sha256, read_cached_frames
+from pipeline_lib.data.datasets import PoseSampleDataset, SampleSpec, crop_margin_for
+from pipeline_lib.data.instances import auto_crop_size, frame_points, node_indices
+from pipeline_lib.data.transforms import coerce_channels, make_transform, model_input_channels
+from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_atomic
+from pipeline_lib.io.labels import load_labels
+from pipeline_lib.models.model import count_parameters
+from pipeline_lib.training.callbacks import EpochLogWriter
+from pipeline_lib.training.module import ConfmapModule
+from pipeline_lib.training.run_dir import (
+    BEST_CKPT,
+    INITIAL_CONFIG,
+    TRAINING_CONFIG,
+    TRAINING_LOG,
+    WORK_DIR,
+    head_of,
+    skeleton_to_dict,
+)
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_HEADS = ("single_instance", "centroid", "centered_instance")
+
+
+def train_model(
+    config_path: str | os.PathLike,
+    train_labels: str | os.PathLike,
+    val_labels: str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
+    run_dir: str | os.PathLike,
+    threads: int = 1,
+    seed: int | None = None,
+) -> None:
+    """Train the model described by ``config_path`` on the given splits into ``run_dir``.
+
+    ``cache_dir`` holds the decoded frames from :func:`build_image_cache` (None decodes from the
+    videos). ``seed`` is used when the config's ``trainer_config.seed`` is null. Rerunning after a
+    kill resumes from ``run_dir/checkpoints/last.ckpt`` if the config and data are unchanged.
+    """
+    started = time.time()
+    torch.set_num_threads(max(1, int(threads)))
+    run_dir = Path(run_dir)
+    work = run_dir / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+
+    user_cfg = load_training_config(config_path)
+    cfg = config_to_dict(user_cfg)
+    write_yaml_atomic(run_dir / INITIAL_CONFIG, yaml.safe_load(Path(config_path).read_text()))
+    head, _ = head_of(cfg)
+    if head not in SUPPORTED_HEADS:
+        raise NotImplementedError(
+            f"{config_path}: model type '{head}' is not trainable yet (supported: {SUPPORTED_HEADS})"
+        )
+
+    train = load_labels(train_labels)
+    val = load_labels(val_labels)
+    if not val.labeled_frames:
+        raise ValueError(f"Validation split {val_labels} has no labelled frames")
+    train_frames = _frames(cache_dir, "train", train_labels, train, threads)
+    val_frames = _frames(cache_dir, "val", val_labels, val, threads)
+
+    tc = cfg["trainer_config"]
+    run_seed = tc.get("seed") if tc.get("seed") is not None else seed
+    if run_seed is not None:
+        L.seed_everything(int(run_seed), workers=True)
+
+    resolved, spec = resolve_config(
+        cfg, train, train_frames, run_dir, str(train_labels), str(val_labels)
+    )
+    augment = bool(cfg["data_config"]["use_augmentations_train"])
+    train_spec = spec
+    val_spec = SampleSpec(**{**spec.__dict__, "crop_margin": 0})
+    train_ds = PoseSampleDataset(train, train_frames, train_spec)
+    val_ds = PoseSampleDataset(val, val_frames, val_spec)
+    del train_frames, val_frames
+
+    head_cfg = resolved["model_config"]["head_configs"][head]["confmaps"]
+    module = ConfmapModule(
+        model_config=resolved["model_config"],
+        head=head,
+        n_nodes=1 if head == "centroid" else len(spec.node_indices),
+        in_channels=resolved["model_config"]["backbone_config"]["unet"]["in_channels"],
+        sigma=head_cfg["sigma"],
+        output_stride=head_cfg["output_stride"],
+        augmentation=cfg["data_config"]["augmentation_config"] if augment else None,
+        optimizer={"name": tc["optimizer_name"], **tc["optimizer"]},
+        lr_scheduler=tc["lr_scheduler"],
+        ohkm=tc["online_hard_keypoint_mining"],
+        crop_size=spec.crop_size,
+        crop_margin=spec.crop_margin,
+        seed=run_seed,
+    )
+    resolved["model_config"]["total_params"] = count_parameters(module.model)
+
+    fingerprint = _fingerprint(resolved, train_labels, val_labels)
+    resume = _resume_checkpoint(work, fingerprint, tc.get("resume_ckpt_path"))
+
+    train_loader = _loader(train_ds, tc["train_data_loader"], tc, run_seed, train=True)
+    val_loader = _loader(val_ds, tc["val_data_loader"], tc, run_seed, train=False)
+    trainer = _trainer(tc, work, run_dir)
+    log.info(
+        "Training %s (%d parameters) on %d samples, validating on %d; %s",
+        head,
+        resolved["model_config"]["total_params"],
+        len(train_ds),
+        len(val_ds),
+        f"resuming from {resume}" if resume else "from scratch",
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
+    if trainer.interrupted:
+        raise RuntimeError("Training was interrupted; rerun the same command to resume")
+
+    _finalise(run_dir, work, resolved, tc)
+    log.info("Training finished in %.1f s", time.time() - started)
+
+
+def resolve_config(
+    cfg: dict,
+    train,
+    frames: list[np.ndarray],
+    run_dir: Path,
+    train_path: str,
+    val_path: str,
+) -> tuple[dict, SampleSpec]:
+    """Fill in what the data decides: skeleton, part names, channels, crop size, strides."""
+    resolved = copy.deepcopy(cfg)
+    dc, mc = resolved["data_config"], resolved["model_config"]
+    head, head_sec = head_of(resolved)
+    confmaps = head_sec["confmaps"]
+    skeleton = train.skeletons[0]
+    pre = dc["preprocessing"]
+
+    dc["train_labels_path"] = [train_path]
+    dc["val_labels_path"] = [val_path]
+    dc["skeletons"] = [skeleton_to_dict(skeleton)]
+    if "part_names" in confmaps:
+        if confmaps.get("part_names") is None:
+            confmaps["part_names"] = list(skeleton.node_names)
+        nodes = node_indices(skeleton, confmaps["part_names"])
+    else:
+        nodes = list(range(len(skeleton.node_names)))
+    anchor_part = confmaps.get("anchor_part")
+    anchor_index = None
+    if anchor_part is not None:
+        if anchor_part not in skeleton.node_names:
+            raise ValueError(f"anchor_part '{anchor_part}' is not a node of {skeleton.node_names}")
+        anchor_index = (
+            nodes.index(skeleton.node_names.index(anchor_part))
+            if head != "centroid"
+            else skeleton.node_names.index(anchor_part)
+        )
+    if head == "centroid":
+        nodes = list(range(len(skeleton.node_names)))
+
+    backbone = mc["backbone_config"].get("unet")
+    if backbone is None:
+        raise NotImplementedError("Only the UNet backbone is trainable yet")
+    channels = {f.shape[-1] for f in frames}
+    in_ch = {model_input_channels(c, pre["ensure_rgb"], pre["ensure_grayscale"]) for c in channels}
+    if len(in_ch) != 1:
+        raise ValueError(
+            f"Training frames have different channel counts {sorted(channels)}; set "
+            "preprocessing.ensure_rgb or ensure_grayscale"
+        )
+    backbone["in_channels"] = in_ch.pop()
+    if backbone["output_stride"] != confmaps["output_stride"]:
+        log.info(
+            "Setting backbone output_stride %s to the head's %s",
+            backbone["output_stride"],
+            confmaps["output_stride"],
+        )
+        backbone["output_stride"] = confmaps["output_stride"]
+    max_stride = int(backbone["max_stride"]) * int(backbone.get("stem_stride") or 1)
+
+    crop_size = None
+    crop_margin = 0
+    if head == "centered_instance":
+        crop_size = pre.get("crop_size")
+        if crop_size is None:
+            geo = (dc.get("augmentation_config") or {}).get("geometric") or {}
+            augment = bool(dc["use_augmentations_train"])
+            rotation = augment and (
+                geo.get("rotation_min", 0) != 0 or geo.get("rotation_max", 0) != 0
+            )
+            pts = []
+            for lf, frame in zip(train.labeled_frames, frames, strict=True):
+                tf = make_transform(
+                    frame.shape[:2], pre["scale"], 1, pre.get("max_height"), pre.get("max_width")
+                )
+                pts.extend(tf.points_to_model(frame_points(lf, nodes)))
+            crop_size = auto_crop_size(
+                pts,
+                max_stride,
+                pre.get("min_crop_size"),
+                pre.get("crop_padding"),
+                rotation=rotation,
+                scale_max=geo.get("scale_max", 1.0) if augment else 1.0,
+            )
+        elif crop_size % max_stride:
+            raise ValueError(
+                f"preprocessing.crop_size {crop_size} is not a multiple of max_stride {max_stride}"
+            )
+        pre["crop_size"] = int(crop_size)
+        crop_margin = crop_margin_for(
+            int(crop_size), max_stride, bool(dc["use_augmentations_train"])
+        )
+
+    tc = resolved["trainer_config"]
+    tc["ckpt_dir"] = str(run_dir.parent)
+    tc["run_name"] = run_dir.name
+    spec = SampleSpec(
+        head=head,
+        node_indices=tuple(nodes),
+        anchor_index=anchor_index,
+        scale=float(pre["scale"]),
+        max_stride=max_stride,
+        max_height=pre.get("max_height"),
+        max_width=pre.get("max_width"),
+        ensure_rgb=bool(pre["ensure_rgb"]),
+        ensure_grayscale=bool(pre["ensure_grayscale"]),
+        crop_size=crop_size,
+        crop_margin=crop_margin,
+    )
+    return resolved, spec
+
+
+def _frames(cache_dir, split: str, labels_path, labels, threads: int) -> list[np.ndarray]:
+    """Frames from the cache when there is one, else decoded from the videos."""
+    if cache_dir is not None:
+        return read_cached_frames(cache_dir, split, labels_path)
+    return [
+        coerce_channels(f) for f in decode_labelled_frames(labels, threads, desc=f"decode {split}")
+    ]
+
+
+def _loader(ds, loader_cfg: dict, tc: dict, seed: int | None, train: bool) -> DataLoader:
+    """DataLoader; the training one draws exactly ``steps_per_epoch`` batches per epoch."""
+    batch_size = int(loader_cfg["batch_size"])
+    workers = int(loader_cfg.get("num_workers") or 0)
+    if not train:
+        return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+    steps = tc.get("train_steps_per_epoch")
+    if steps is None:
+        steps = max(math.ceil(len(ds) / batch_size), int(tc.get("min_train_steps_per_epoch") or 1))
+    generator = torch.Generator()
+    generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**31))
+    if loader_cfg.get("shuffle", True):
+        sampler = RandomSampler(
+            ds, replacement=False, num_samples=int(steps) * batch_size, generator=generator
+        )
+    else:  # still cycle through the data in order to fill the requested number of steps
+        order = [i % len(ds) for i in range(int(steps) * batch_size)]
+        sampler = order
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=False,
+        persistent_workers=workers > 0,
+    )
+
+
+def _trainer(tc: dict, work: Path, run_dir: Path) -> L.Trainer:
+    """Lightning Trainer with checkpointing, early stopping and the epoch log."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=work,
+            filename="best",
+            monitor="val_loss",
+            mode="min",
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+        ),
+        EpochLogWriter(work / TRAINING_LOG),
+    ]
+    es = tc.get("early_stopping") or {}
+    if es.get("stop_training_on_plateau"):
+        callbacks.append(
+            EarlyStopping(
+                monitor="val_loss",
+                mode="min",
+                min_delta=float(es["min_delta"]),
+                patience=int(es["patience"]),
+            )
+        )
+    devices = tc.get("trainer_devices")
+    if tc.get("trainer_device_indices"):
+        devices = list(tc["trainer_device_indices"])
+    return L.Trainer(
+        accelerator=tc.get("trainer_accelerator") or "auto",
+        devices="auto" if devices is None else devices,
+        strategy=tc.get("trainer_strategy") or "auto",
+        max_epochs=int(tc["max_epochs"]),
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=bool(tc.get("enable_progress_bar", True)),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+        profiler=tc.get("profiler"),
+    )
+
+
+def _fingerprint(resolved: dict, train_labels, val_labels) -> str:
+    """Hash of what a resumed run must share with the interrupted one: config and data."""
+    payload = json.dumps(
+        {
+            "config": {k: v for k, v in resolved.items() if k != "trainer_config"}
+            | {
+                "trainer_config": {
+                    k: v
+                    for k, v in resolved["trainer_config"].items()
+                    if k not in ("resume_ckpt_path",)
+                }
+            },
+            "train": file_sha256(train_labels),
+            "val": file_sha256(val_labels),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _resume_checkpoint(work: Path, fingerprint: str, resume_ckpt_path: str | None) -> str | None:
+    """``last.ckpt`` from an interrupted run of the same job, else the configured resume path.
+
+    A leftover checkpoint from a different config or different data is discarded, never resumed.
+    """
+    stamp = work / "fingerprint.json"
+    last = work / "last.ckpt"
+    if (
+        stamp.exists()
+        and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+        and last.exists()
+    ):
+        return str(last)
+    for old in work.glob("*.ckpt"):
+        old.unlink()
+    (work / TRAINING_LOG).unlink(missing_ok=True)
+    write_json_atomic(stamp, {"fingerprint": fingerprint})
+    if resume_ckpt_path:
+        if not Path(resume_ckpt_path).exists():
+            raise FileNotFoundError(
+                f"trainer_config.resume_ckpt_path not found: {resume_ckpt_path}"
+            )
+        return str(resume_ckpt_path)
+    return None
+
+
+def _finalise(run_dir: Path, work: Path, resolved: dict, tc: dict) -> None:
+    """Publish the final outputs atomically: best weights, resolved config, the epoch log."""
+    best = work / "best.ckpt"
+    if not best.exists():
+        best = work / "last.ckpt"
+    with atomic_path(run_dir / BEST_CKPT) as tmp:
+        shutil.copyfile(best, tmp)
+    with atomic_path(run_dir / TRAINING_LOG) as tmp:
+        shutil.copyfile(work / TRAINING_LOG, tmp)
+    write_yaml_atomic(run_dir / TRAINING_CONFIG, resolved)
+    if not tc["model_ckpt"].get("save_last"):
+        (work / "last.ckpt").unlink(missing_ok=True)

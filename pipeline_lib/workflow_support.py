@@ -1,0 +1,544 @@
+"""Plain-Python helpers behind the Snakefile: video lists and ids, config checks, code hashes.
+
+The Snakefile only orchestrates; everything that can go wrong while turning ``config.yaml`` into
+a job graph lives here so it is testable without Snakemake and fails at parse time (even on
+``snakemake -n``) with a message that names the config key, manifest row or file at fault,
+instead of as a missing-input error deep inside the DAG. Nothing here imports Snakemake, torch
+or sleap-io: parsing a config must stay fast for a workflow with hundreds of videos.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import glob
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+ID_PATTERN = r"[A-Za-z0-9_.-]+"
+SPLITS_EVALUATED = ("val", "test")
+DEMO_DIR = "results/demo"
+MANIFEST_COLUMNS = ("path", "id", "max_tracks", "ground_truth")
+
+_ID_RE = re.compile(rf"^{ID_PATTERN}$")
+_BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class WorkflowConfigError(ValueError):
+    """A pipeline config that cannot be turned into jobs; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video to predict and track.
+
+    ``source`` says where the video was listed (config key, glob, manifest row) so a collision
+    or a missing file can be traced back to the line the user has to fix.
+    """
+
+    id: str
+    path: str
+    source: str
+    max_tracks: int | None = None
+    ground_truth: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the rules need, resolved once from the validated config."""
+
+    videos: dict[str, VideoEntry]
+    predictor: list[str]
+    eval_model: str
+    eval_splits: list[str]
+    produced: frozenset[str] = field(default_factory=frozenset)
+    demo_models: list[str] = field(default_factory=list)
+    demo_videos: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def sanitize_id(name: str) -> str:
+    """Turn a file stem into a wildcard-safe id: runs of other characters become ``_``.
+
+    A leading dot is replaced too, so an id never names a hidden file. Empty results are an
+    error because they could not be told apart.
+    """
+    cleaned = _BAD_ID_CHARS.sub("_", name)
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned[1:]
+    if not cleaned or not cleaned.strip("_"):
+        raise WorkflowConfigError(f"Cannot make a video id from the name {name!r}")
+    return cleaned
+
+
+def is_valid_id(value: str) -> bool:
+    """True when ``value`` can be used as a wildcard value as it is."""
+    return bool(_ID_RE.match(value)) and not value.startswith(".")
+
+
+def video_id_for(path: str) -> str:
+    """Default id of a video: its file stem (name without the last suffix), sanitised."""
+    return sanitize_id(Path(path).stem)
+
+
+# --------------------------------------------------------------------------- video listing
+
+
+def _exists(path: str, base_dir: Path) -> bool:
+    return (base_dir / path).exists()
+
+
+def _is_video_file(path: Path) -> bool:
+    return (
+        path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
+    )
+
+
+def expand_video_pattern(pattern: str, base_dir: str | os.PathLike = ".") -> list[str]:
+    """Video files named by a glob pattern or a folder, sorted, relative like the pattern.
+
+    A folder means every ``.mp4/.avi/.mov/.mkv`` directly inside it; a pattern keeps only files
+    with those extensions (so ``videos/*`` does not pick up labels or notes). ``**`` recurses.
+    Matching nothing is an error: a typo must not silently drop all of a user's videos.
+    """
+    base = Path(base_dir)
+    if (base / pattern).is_dir():
+        folder = base / pattern
+        found = sorted(os.path.join(pattern, p.name) for p in folder.iterdir() if _is_video_file(p))
+        if not found:
+            raise WorkflowConfigError(
+                f"config videos.globs: folder {pattern!r} holds no video files "
+                f"({', '.join(VIDEO_EXTENSIONS)})"
+            )
+        return found
+    matches = glob.glob(pattern, root_dir=None if os.path.isabs(pattern) else base, recursive=True)
+    found = sorted(m for m in matches if _is_video_file(base / m))
+    if not found:
+        raise WorkflowConfigError(
+            f"config videos.globs: pattern {pattern!r} matched no video files "
+            f"({', '.join(VIDEO_EXTENSIONS)})"
+        )
+    return found
+
+
+def _parse_max_tracks(value: str, where: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise WorkflowConfigError(f"{where}: max_tracks must be a positive integer, got {value!r}")
+    return number
+
+
+def read_manifest(path: str, base_dir: str | os.PathLike = ".") -> list[VideoEntry]:
+    """Read a CSV manifest with a header: ``path`` and optionally ``id``, ``max_tracks``,
+    ``ground_truth``.
+
+    Relative paths inside the manifest are relative to the manifest's own folder, so a manifest
+    can sit beside its videos and be moved with them. Explicit ids are used as given (they
+    must already be wildcard-safe); rows without one get the sanitised file stem.
+    """
+    base = Path(base_dir)
+    manifest = base / path
+    if not manifest.is_file():
+        raise WorkflowConfigError(f"config videos.manifest: file not found: {path}")
+    folder = os.path.dirname(path)
+    entries: list[VideoEntry] = []
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if "path" not in header:
+            raise WorkflowConfigError(
+                f"Manifest {path}: the first line must be a header with a 'path' column "
+                f"(optional columns: {', '.join(MANIFEST_COLUMNS[1:])}); got {header}"
+            )
+        unknown = [h for h in header if h not in MANIFEST_COLUMNS]
+        if unknown:
+            raise WorkflowConfigError(
+                f"Manifest {path}: unknown column(s) {unknown}; allowed: {', '.join(MANIFEST_COLUMNS)}"
+            )
+        for line_no, raw in enumerate(reader, start=2):
+            if None in raw:
+                raise WorkflowConfigError(
+                    f"Manifest {path} line {line_no}: more fields than columns"
+                )
+            row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            if not any(row.values()):
+                continue  # blank line
+            where = f"Manifest {path} line {line_no}"
+            video = row.get("path", "")
+            if not video:
+                raise WorkflowConfigError(f"{where}: empty 'path'")
+            video = _relative_to(folder, video)
+            if not _exists(video, base):
+                raise WorkflowConfigError(f"{where}: video file not found: {video}")
+            vid = row.get("id", "")
+            if vid and not is_valid_id(vid):
+                raise WorkflowConfigError(
+                    f"{where}: id {vid!r} may only use letters, digits, '_', '.', '-' "
+                    "and must not start with '.'"
+                )
+            gt = row.get("ground_truth", "") or None
+            if gt is not None:
+                gt = _relative_to(folder, gt)
+                if not _exists(gt, base):
+                    raise WorkflowConfigError(f"{where}: ground_truth file not found: {gt}")
+            entries.append(
+                VideoEntry(
+                    id=vid or video_id_for(video),
+                    path=video,
+                    source=where,
+                    max_tracks=_parse_max_tracks(row.get("max_tracks", ""), where),
+                    ground_truth=gt,
+                )
+            )
+    if not entries:
+        raise WorkflowConfigError(f"Manifest {path} lists no videos")
+    return entries
+
+
+def _relative_to(folder: str, path: str) -> str:
+    """``path`` as seen from the working directory when it was written relative to ``folder``."""
+    if os.path.isabs(path) or not folder:
+        return os.path.normpath(path)
+    return os.path.normpath(os.path.join(folder, path))
+
+
+def collect_videos(
+    videos_cfg: Mapping[str, Any],
+    base_dir: str | os.PathLike = ".",
+    extra: Sequence[VideoEntry] = (),
+) -> list[VideoEntry]:
+    """All videos of the config (``paths``, ``globs``, ``manifest``) plus ``extra`` (demo).
+
+    The same file listed twice (say by a path and a glob) is kept once. Two different files
+    with the same id is an error naming both, since their outputs would overwrite each other.
+    """
+    base = Path(base_dir)
+    entries: list[VideoEntry] = list(extra)
+    for i, path in enumerate(videos_cfg.get("paths") or []):
+        where = f"config videos.paths[{i}]"
+        if (base / path).is_dir():
+            raise WorkflowConfigError(
+                f"{where}: {path} is a folder; list folders under videos.globs"
+            )
+        if not _exists(path, base):
+            raise WorkflowConfigError(f"{where}: video file not found: {path}")
+        entries.append(VideoEntry(id=video_id_for(path), path=os.path.normpath(path), source=where))
+    for i, pattern in enumerate(videos_cfg.get("globs") or []):
+        for path in expand_video_pattern(pattern, base):
+            where = f"config videos.globs[{i}] ({pattern!r})"
+            entries.append(
+                VideoEntry(id=video_id_for(path), path=os.path.normpath(path), source=where)
+            )
+    if videos_cfg.get("manifest"):
+        entries.extend(read_manifest(videos_cfg["manifest"], base))
+    return _dedupe(entries, base)
+
+
+def _dedupe(entries: Iterable[VideoEntry], base: Path) -> list[VideoEntry]:
+    by_id: dict[str, VideoEntry] = {}
+    for entry in entries:
+        other = by_id.get(entry.id)
+        if other is None:
+            by_id[entry.id] = entry
+            continue
+        if _same_file(other.path, entry.path, base):
+            if entry.max_tracks is not None or entry.ground_truth is not None:
+                by_id[entry.id] = replace(
+                    other,
+                    max_tracks=entry.max_tracks
+                    if entry.max_tracks is not None
+                    else other.max_tracks,
+                    ground_truth=entry.ground_truth or other.ground_truth,
+                )
+            continue
+        raise WorkflowConfigError(
+            f"Two videos get the id {entry.id!r}: {other.path} (from {other.source}) and "
+            f"{entry.path} (from {entry.source}). Rename one, or list them in a manifest with "
+            "an explicit 'id' column."
+        )
+    return list(by_id.values())
+
+
+def _same_file(a: str, b: str, base: Path) -> bool:
+    pa, pb = base / a, base / b
+    if pa.exists() and pb.exists():
+        return os.path.samefile(pa, pb)
+    return os.path.normpath(a) == os.path.normpath(b)
+
+
+def attach_ground_truth(
+    videos: Sequence[VideoEntry],
+    mapping: Mapping[str, str] | None,
+    base_dir: str | os.PathLike = ".",
+    produced: Iterable[str] = (),
+) -> list[VideoEntry]:
+    """Apply ``config ground_truth`` (video id -> tracked .slp with true identities)."""
+    mapping = dict(mapping or {})
+    base = Path(base_dir)
+    produced = set(produced)
+    ids = {v.id for v in videos}
+    for vid, path in mapping.items():
+        if vid not in ids:
+            raise WorkflowConfigError(
+                f"config ground_truth.{vid}: no video has the id {vid!r} "
+                f"(known ids: {', '.join(sorted(ids)) or 'none'})"
+            )
+        if os.path.normpath(path) not in produced and not _exists(path, base):
+            raise WorkflowConfigError(f"config ground_truth.{vid}: file not found: {path}")
+    return [replace(v, ground_truth=mapping[v.id]) if v.id in mapping else v for v in videos]
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def demo_outputs(demo_ids: Sequence[str], demo_dir: str = DEMO_DIR) -> dict[str, Any]:
+    """Paths the ``make_demo`` rule writes, known before it runs."""
+    return {
+        "labels": f"{demo_dir}/labels.slp",
+        "videos": [f"{demo_dir}/videos/{i}.mp4" for i in demo_ids],
+        "ground_truth": [f"{demo_dir}/ground_truth/{i}.slp" for i in demo_ids],
+    }
+
+
+def demo_video_entries(demo_ids: Sequence[str], demo_dir: str = DEMO_DIR) -> list[VideoEntry]:
+    """The demo videos as video entries, each with its ground-truth tracks."""
+    out = demo_outputs(demo_ids, demo_dir)
+    return [
+        VideoEntry(id=vid, path=path, source="demo (config demo.enabled)", ground_truth=gt)
+        for vid, path, gt in zip(demo_ids, out["videos"], out["ground_truth"], strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- config checks
+
+
+def check_datasets(
+    datasets: Mapping[str, Mapping[str, Any]],
+    base_dir: str | os.PathLike = ".",
+    produced: Iterable[str] = (),
+) -> None:
+    """Every labels file exists (or is made by the workflow) and the fractions leave a train set."""
+    base = Path(base_dir)
+    produced = {os.path.normpath(p) for p in produced}
+    if not datasets:
+        raise WorkflowConfigError("config datasets: no dataset defined")
+    for name, ds in datasets.items():
+        labels = ds.get("labels") or []
+        if not labels:
+            raise WorkflowConfigError(
+                f"config datasets.{name}.labels: list at least one labels file"
+            )
+        paths = [(f"config datasets.{name}.labels[{i}]", p) for i, p in enumerate(labels)]
+        if ds.get("test_labels"):
+            paths.append((f"config datasets.{name}.test_labels", ds["test_labels"]))
+        for where, path in paths:
+            if os.path.normpath(path) in produced or _exists(path, base):
+                continue
+            hint = ""
+            if os.path.normpath(path).startswith(os.path.normpath(DEMO_DIR)):
+                hint = f" ({DEMO_DIR}/ is only made when demo.enabled is true)"
+            raise WorkflowConfigError(f"{where}: labels file not found: {path}{hint}")
+        val = float(ds.get("validation_fraction", 0.0))
+        test = 0.0 if ds.get("test_labels") else float(ds.get("test_fraction", 0.0))
+        if val + test >= 1.0:
+            raise WorkflowConfigError(
+                f"config datasets.{name}: validation_fraction + test_fraction = {val + test:g} "
+                "leaves no frames to train on; keep the sum below 1"
+            )
+
+
+def check_models(
+    models: Mapping[str, Mapping[str, Any]],
+    datasets: Mapping[str, Any],
+    predictor: Sequence[str],
+    base_dir: str | os.PathLike = ".",
+) -> None:
+    """Models name existing datasets and config files; the predictor names existing models."""
+    base = Path(base_dir)
+    if not models:
+        raise WorkflowConfigError("config models: no model defined")
+    for name, model in models.items():
+        if not is_valid_id(name):
+            raise WorkflowConfigError(
+                f"config models.{name}: model names may only use letters, digits, '_', '.', '-'"
+            )
+        if model.get("dataset") not in datasets:
+            raise WorkflowConfigError(
+                f"config models.{name}.dataset: unknown dataset {model.get('dataset')!r} "
+                f"(defined: {', '.join(datasets) or 'none'})"
+            )
+        cfg = model.get("config")
+        if not cfg or not _exists(cfg, base):
+            raise WorkflowConfigError(
+                f"config models.{name}.config: training config not found: {cfg}"
+            )
+    if not predictor:
+        raise WorkflowConfigError("config predictor.models: list one or two models")
+    for i, name in enumerate(predictor):
+        if name not in models:
+            raise WorkflowConfigError(
+                f"config predictor.models[{i}]: unknown model {name!r} "
+                f"(defined: {', '.join(models)})"
+            )
+    if len(set(predictor)) != len(predictor):
+        raise WorkflowConfigError(
+            f"config predictor.models: a model is listed twice: {list(predictor)}"
+        )
+
+
+def eval_splits(dataset: Mapping[str, Any]) -> list[str]:
+    """Splits worth evaluating: ``val`` always, ``test`` only when it can hold frames."""
+    has_test = bool(dataset.get("test_labels")) or float(dataset.get("test_fraction", 0)) > 0
+    return [s for s in SPLITS_EVALUATED if s != "test" or has_test]
+
+
+def build_plan(
+    config: Mapping[str, Any],
+    demo_ids: Sequence[str] = (),
+    base_dir: str | os.PathLike = ".",
+) -> Plan:
+    """Check a schema-validated config and resolve videos, predictor and evaluation targets.
+
+    ``demo_ids`` are the demo video ids (``demo.enabled``); their files are produced by the
+    workflow, so they are not required to exist yet.
+    """
+    base = Path(base_dir)
+    demo_cfg = config.get("demo") or {}
+    demo_on = bool(demo_cfg.get("enabled"))
+    demo_ids = list(demo_ids) if demo_on else []
+    outs = demo_outputs(demo_ids)
+    produced = frozenset(
+        os.path.normpath(p)
+        for p in ([outs["labels"]] if demo_on else []) + outs["videos"] + outs["ground_truth"]
+    )
+    datasets = config.get("datasets") or {}
+    models = config.get("models") or {}
+    predictor = list((config.get("predictor") or {}).get("models") or [])
+    check_datasets(datasets, base, produced)
+    check_models(models, datasets, predictor, base)
+
+    videos_cfg = config.get("videos") or {}
+    extra = (
+        demo_video_entries(demo_ids) if demo_ids and videos_cfg.get("include_demo", True) else []
+    )
+    videos = collect_videos(videos_cfg, base, extra)
+    videos = attach_ground_truth(videos, config.get("ground_truth"), base, produced)
+
+    eval_model = predictor[-1]
+    eval_dataset = datasets[models[eval_model]["dataset"]]
+    demo_labels = os.path.normpath(outs["labels"])
+    demo_models = [
+        name
+        for name, m in models.items()
+        if demo_on
+        and any(os.path.normpath(p) == demo_labels for p in datasets[m["dataset"]]["labels"])
+    ]
+    return Plan(
+        videos={v.id: v for v in videos},
+        predictor=predictor,
+        eval_model=eval_model,
+        eval_splits=eval_splits(eval_dataset),
+        produced=produced,
+        demo_models=[m for m in demo_models if m == eval_model],
+        demo_videos=[v.id for v in extra],
+    )
+
+
+# --------------------------------------------------------------------------- code version
+
+
+def _module_file(module: str, package_root: Path) -> Path | None:
+    """Source file of ``module`` (dotted, starting with the package name) under package_root."""
+    parts = module.split(".")
+    if parts[0] != package_root.name:
+        return None
+    rel = Path(*parts[1:]) if len(parts) > 1 else Path()
+    as_package = package_root / rel / "__init__.py"
+    as_module = package_root / rel.with_suffix(".py") if len(parts) > 1 else None
+    if as_module is not None and as_module.is_file():
+        return as_module
+    if as_package.is_file():
+        return as_package
+    return None
+
+
+def _imported_modules(path: Path, module: str, is_package: bool) -> set[str]:
+    """Dotted names a module imports (absolute and resolved relative), plus ``a.b`` for
+    ``from a import b`` since ``b`` may be a submodule."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                target = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
+    return found
+
+
+def module_closure(entry: str, package_root: str | os.PathLike) -> list[Path]:
+    """Source files of ``entry`` and of every module of the package it imports, transitively.
+
+    Parent ``__init__.py`` files are included because importing a submodule runs them. Imports
+    made by string at run time (``importlib``) are not seen.
+    """
+    root = Path(package_root)
+    files: set[Path] = set()
+    todo = [entry]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_file(module, root)
+        if path is None:
+            if module == entry:
+                raise WorkflowConfigError(f"Module {entry} not found under {root}")
+            continue
+        files.add(path)
+        parts = module.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        is_package = path.name == "__init__.py"
+        todo.extend(
+            m for m in _imported_modules(path, module, is_package) if m.split(".")[0] == root.name
+        )
+    return sorted(files)
+
+
+def code_version(entry: str, package_root: str, version: str) -> str:
+    """``{version}+{hash}``: the package version plus a 12-hex hash of the source files
+    ``entry`` depends on.
+
+    Passed as a rule param, it reruns a stage when (and only when) code it runs has changed,
+    so editing the report builder does not retrain models.
+    """
+    root = Path(package_root)
+    digest = hashlib.sha256()
+    for path in module_closure(entry, root):
+        digest.update(path.relative_to(root.parent).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return f"{version}+{digest.hexdigest()[:12]}"

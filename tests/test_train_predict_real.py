@@ -1,0 +1,128 @@
+"""Top-down training for a few steps on real fly data, then prediction on its video."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sleap_io as sio
+import yaml
+
+from pipeline_lib.data.cache import build_image_cache
+from pipeline_lib.data.split import split_labels
+from pipeline_lib.evaluation.evaluate import evaluate_model
+from pipeline_lib.inference.predict import predict_video
+from pipeline_lib.training.train import train_model
+
+pytestmark = pytest.mark.slow
+
+
+def _small_config(sample: Path, out: Path, **pre) -> Path:
+    """A sample sleap-nn config shrunk to run in seconds on a CPU."""
+    cfg = yaml.safe_load(sample.read_text())
+    cfg["data_config"]["preprocessing"].update(pre)
+    cfg["model_config"]["backbone_config"]["unet"].update({"filters": 8, "max_stride": 16})
+    tc = cfg["trainer_config"]
+    tc.update(
+        {
+            "max_epochs": 2,
+            "min_train_steps_per_epoch": 3,
+            "train_steps_per_epoch": 3,
+            "enable_progress_bar": False,
+            "save_ckpt": True,
+            "seed": 0,
+        }
+    )
+    tc["train_data_loader"]["batch_size"] = 2
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+@pytest.fixture(scope="module")
+def topdown_run(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("topdown")
+    labels = shared_data / "dreem_assets/sleap/two_flies.slp"
+    splits = {k: tmp / f"{k}.slp" for k in ("train", "val", "test")}
+    split_labels([labels], splits["train"], splits["val"], splits["test"], 0.1, 0.05, None, 0, True)
+    build_image_cache({k: str(v) for k, v in splits.items()}, tmp / "cache", threads=2)
+    samples = shared_data / "sleap_nn_assets/sample_configs"
+    centroid_cfg = _small_config(
+        samples / "config_centroid_unet.yaml", tmp / "centroid.yaml", scale=0.25
+    )
+    centered_cfg = _small_config(
+        samples / "config_topdown_centered_instance_unet_medium_rf.yaml", tmp / "ci.yaml", scale=0.5
+    )
+    runs = {"centroid": tmp / "models/centroid", "centered": tmp / "models/centered"}
+    train_model(
+        centroid_cfg, splits["train"], splits["val"], tmp / "cache", runs["centroid"], threads=2
+    )
+    train_model(
+        centered_cfg, splits["train"], splits["val"], tmp / "cache", runs["centered"], threads=2
+    )
+    return tmp, splits, runs
+
+
+def test_training_writes_a_complete_run_dir(topdown_run):
+    _, _, runs = topdown_run
+    for run in runs.values():
+        for name in (
+            "best.ckpt",
+            "training_config.yaml",
+            "initial_config.yaml",
+            "training_log.csv",
+        ):
+            assert (run / name).exists(), name
+        resolved = yaml.safe_load((run / "training_config.yaml").read_text())
+        assert resolved["data_config"]["skeletons"][0]["nodes"][0]["name"] == "head"
+        assert resolved["model_config"]["total_params"] > 0
+        log_lines = (run / "training_log.csv").read_text().strip().splitlines()
+        assert log_lines[0].startswith("epoch,step,train_loss,val_loss")
+        assert len(log_lines) == 3  # header + 2 epochs
+    ci = yaml.safe_load((runs["centered"] / "training_config.yaml").read_text())
+    crop = ci["data_config"]["preprocessing"]["crop_size"]
+    assert crop % 16 == 0 and crop >= 100
+    assert (
+        ci["model_config"]["head_configs"]["centered_instance"]["confmaps"]["part_names"][0]
+        == "head"
+    )
+
+
+def test_predict_video_and_evaluate(topdown_run, shared_data):
+    tmp, splits, runs = topdown_run
+    out = tmp / "pred.slp"
+    summary = predict_video(
+        [runs["centroid"], runs["centered"]],
+        shared_data / "dreem_assets/sleap/two_flies.mp4",
+        out,
+        # Six training steps cannot produce confident peaks: accept any peak to test the plumbing.
+        {"batch_size": 4, "peak_threshold": -1.0, "max_instances": 2},
+        threads=2,
+    )
+    assert summary["n_frames"] == 128
+    pred = sio.load_slp(str(out))
+    assert len(pred.labeled_frames) == 128
+    assert all(len(lf.instances) <= 2 for lf in pred.labeled_frames)
+    inst = pred.labeled_frames[0].instances[0]
+    assert isinstance(inst, sio.PredictedInstance)
+    pts = inst.numpy()
+    assert pts.shape == (13, 2) and np.isfinite(pts).any()
+    assert (pts[np.isfinite(pts)] >= -1).all() and (pts[np.isfinite(pts)] <= 1025).all()
+    metrics = evaluate_model(
+        [runs["centroid"], runs["centered"]],
+        splits["test"],
+        tmp / "m.json",
+        tmp / "m.npz",
+        tmp / "pr.slp",
+        threads=2,
+        options={"peak_threshold": -1.0, "max_instances": 2},
+    )
+    assert metrics["n_frames"] > 0 and 0.0 <= metrics["oks_voc"]["mAP"] <= 1.0
+    assert (tmp / "m.json").exists() and (tmp / "m.npz").exists() and (tmp / "pr.slp").exists()
+
+
+def test_rerun_after_completion_resumes_nothing_extra(topdown_run):
+    """A finished run's checkpoints stay consistent: best.ckpt loads into the resolved model."""
+    from pipeline_lib.training.run_dir import load_trained_model
+
+    _, _, runs = topdown_run
+    trained = load_trained_model(runs["centered"])
+    assert trained.head == "centered_instance" and len(trained.skeleton.node_names) == 13

@@ -1,0 +1,121 @@
+"""The demo DAG end to end in a temporary folder, then rerun behaviour.
+
+A reduced demo (short videos, a few training steps) keeps this to a couple of minutes on two
+cores; the accuracy of the full demo is measured by `make demo`, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sleap_io as sio
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [
+        str(exe),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--workflow-profile",
+        "none",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def _shrink_model(src: Path, dst: Path) -> None:
+    cfg = yaml.safe_load(src.read_text())
+    cfg["model_config"]["backbone_config"]["unet"]["filters"] = 8
+    tc = cfg["trainer_config"]
+    tc.update({"max_epochs": 1, "min_train_steps_per_epoch": 2, "train_steps_per_epoch": 2})
+    dst.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("wf")
+    (work / "config/models").mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["demo"].update({"n_frames": 40, "label_every": 2})
+    config["inference"]["peak_threshold"] = 0.0  # two training steps give weak but usable peaks
+    for entry in config["models"].values():
+        _shrink_model(ROOT / entry["config"], work / entry["config"])
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run = _snakemake(work)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return work
+
+
+def test_demo_dag_produces_every_output(finished_run: Path) -> None:
+    res = finished_run / "results"
+    for vid in ("demo_0", "demo_1"):
+        tracked = res / f"tracks/{vid}.tracked.slp"
+        assert tracked.exists() and (res / f"tracks/{vid}.tracked.csv").exists()
+        labels = sio.load_slp(str(tracked), open_videos=False)
+        assert labels.skeletons[0].node_names[0] == "nose"
+        metrics = json.loads((res / f"tracks/{vid}.tracking_metrics.json").read_text())
+        assert {"mota", "idf1", "hota", "id_switches"} <= set(metrics)
+    for split in ("val", "test"):
+        metrics = json.loads(
+            (res / f"models/demo_centered_instance/metrics.{split}.json").read_text()
+        )
+        assert 0.0 <= metrics["oks_voc"]["mAP"] <= 1.0
+    assert (res / "report/summary.md").exists()
+    for model in ("demo_centroid", "demo_centered_instance"):
+        assert (res / f"models/{model}/training_config.yaml").exists()
+        assert (res / f"logs/train_model/{model}.log").exists()
+
+
+def test_second_run_has_nothing_to_do(finished_run: Path) -> None:
+    dry = _snakemake(finished_run, "-n")
+    assert dry.returncode == 0, dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_changed_training_parameter_reruns_only_that_model_and_dependents(
+    finished_run: Path,
+) -> None:
+    cfg_path = finished_run / "config/models/demo_centered_instance.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["trainer_config"]["optimizer"]["lr"] = 0.0005
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        dry = _snakemake(finished_run, "-n")
+        out = dry.stdout + dry.stderr
+        assert dry.returncode == 0, out
+        outputs = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("output:")]
+        joined = "\n".join(outputs)
+        assert "demo_centered_instance/best.ckpt" in joined
+        assert "demo_centroid/best.ckpt" not in joined  # the other model is untouched
+        assert "predictions/demo_0.predictions.slp" in joined
+        for upstream in ("splits/demo/train.slp", "cache/demo", "demo/labels.slp"):
+            assert upstream not in joined
+    finally:
+        cfg_path.write_text(original)
+
+
+def test_bad_config_fails_before_any_work(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "config/models", tmp_path / "config/models")
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["models"]["demo_centroid"]["config"] = "config/models/nope.yaml"
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config))
+    run = _snakemake(tmp_path, "-n")
+    assert run.returncode != 0
+    assert "nope.yaml" in run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()
+    shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)

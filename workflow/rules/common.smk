@@ -1,0 +1,167 @@
+# Helpers only (no rules): the resolved plan of videos and models, paths, per-job inputs and
+# params, and the wildcard constraints. The checks behind them live in
+# pipeline_lib/workflow_support.py, where they are unit-tested without Snakemake.
+
+import re
+
+import pipeline_lib
+from pipeline_lib.workflow_support import WorkflowConfigError, build_plan, code_version
+from snakemake.exceptions import WorkflowError
+
+PACKAGE_ROOT = f"{workflow.basedir}/pipeline_lib"
+N_EXAMPLE_FRAMES = 4
+
+
+def _demo_ids():
+    """Demo video ids, known before make_demo has written anything."""
+    if not config["demo"]["enabled"]:
+        return []
+    from pipeline_lib.data.demo import demo_video_ids
+
+    return list(demo_video_ids(config["demo"]["n_videos"]))
+
+
+try:
+    PLAN = build_plan(config, demo_ids=_demo_ids())
+except WorkflowConfigError as exc:
+    raise WorkflowError(f"Invalid pipeline config: {exc}") from None
+
+
+def _alternation(names):
+    """Regex matching exactly one of ``names`` (never matching when there are none)."""
+    names = sorted(names)
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+wildcard_constraints:
+    dataset=_alternation(config["datasets"]),
+    model=_alternation(config["models"]),
+    video=_alternation(PLAN.videos),
+    split="val|test",
+
+
+def code(entry):
+    """Package version + hash of the pipeline_lib sources ``entry`` imports (rerun trigger)."""
+    try:
+        return code_version(entry, PACKAGE_ROOT, pipeline_lib.__version__)
+    except WorkflowConfigError as exc:
+        raise WorkflowError(f"pipeline_lib is incomplete: {exc}") from None
+
+
+def log_path(rule_name, name="run"):
+    return f"results/logs/{rule_name}/{name}.log"
+
+
+def bench_path(rule_name, name="run"):
+    return f"results/benchmarks/{rule_name}/{name}.tsv"
+
+
+# ----------------------------------------------------------------------------- datasets, models
+
+
+def dataset_of(model):
+    return config["models"][model]["dataset"]
+
+
+def split_path(dataset, split):
+    return f"results/splits/{dataset}/{split}.slp"
+
+
+def cache_dir(dataset):
+    return f"results/cache/{dataset}"
+
+
+def model_dir(model):
+    return f"results/models/{model}"
+
+
+def model_files(models):
+    """Files that mark a trained model (its run directory is what inference reads)."""
+    return [f"{model_dir(m)}/{name}" for m in models for name in ("best.ckpt", "training_config.yaml")]
+
+
+def model_chain(model):
+    """Models that run together when ``model`` is evaluated: the whole predictor for its last
+    model (so a top-down pair is evaluated end to end), otherwise the model alone."""
+    return list(PLAN.predictor) if model == PLAN.eval_model else [model]
+
+
+# ----------------------------------------------------------------------------- videos
+
+
+def video_path(wildcards):
+    return PLAN.videos[wildcards.video].path
+
+
+def ground_truth_path(wildcards):
+    gt = PLAN.videos[wildcards.video].ground_truth
+    if gt is None:
+        raise WorkflowError(f"Video {wildcards.video} has no ground truth to evaluate tracking against")
+    return gt
+
+
+def tracking_options(wildcards):
+    """Tracker options for one video: config ``tracking`` with the manifest's max_tracks."""
+    options = {k: v for k, v in config["tracking"].items() if k != "enabled"}
+    max_tracks = PLAN.videos[wildcards.video].max_tracks
+    if max_tracks is not None:
+        options["max_tracks"] = max_tracks
+    return options
+
+
+def final_pose_file(video):
+    """The per-video end product: tracked if tracking is on, else the raw predictions."""
+    if config["tracking"]["enabled"]:
+        return f"results/tracks/{video}.tracked.slp"
+    return f"results/predictions/{video}.predictions.slp"
+
+
+def gt_videos():
+    """Videos whose tracking can be scored (needs ground truth and tracking switched on)."""
+    if not config["tracking"]["enabled"]:
+        return []
+    return [v.id for v in PLAN.videos.values() if v.ground_truth]
+
+
+# ----------------------------------------------------------------------------- report inputs
+
+
+def pose_metrics_files():
+    """``{"model/split": metrics json}`` for the evaluated model."""
+    m = PLAN.eval_model
+    return {f"{m}/{s}": f"{model_dir(m)}/metrics.{s}.json" for s in PLAN.eval_splits}
+
+
+def training_log_files():
+    return {m: f"{model_dir(m)}/training_log.csv" for m in config["models"]}
+
+
+def pose_files():
+    return {v: final_pose_file(v) for v in PLAN.videos}
+
+
+def tracking_metric_files():
+    return {v: f"results/tracks/{v}.tracking_metrics.json" for v in gt_videos()}
+
+
+REPORT_OUTPUTS = {
+    "summary_md": "results/report/summary.md",
+    "summary_json": "results/report/summary.json",
+    "pose_table": "results/report/pose_metrics.csv",
+    "tracking_table": "results/report/tracking_metrics.csv",
+    "video_table": "results/report/videos.csv",
+    "training_curves": "results/report/training_curves",
+    "example_frames": "results/report/example_frames",
+}
+
+
+def all_targets():
+    """Everything `snakemake` builds by default."""
+    targets = list(pose_files().values())
+    if config["tracking"]["enabled"]:
+        targets += [f"results/tracks/{v}.tracked.csv" for v in PLAN.videos]
+    targets += list(pose_metrics_files().values())
+    targets += model_files(config["models"])
+    targets += list(tracking_metric_files().values())
+    targets += [REPORT_OUTPUTS["summary_md"], REPORT_OUTPUTS["summary_json"]]
+    return targets

@@ -1,0 +1,30 @@
+# Pose accuracy of the predictor on the held-out splits. The predictor's last model is
+# evaluated with the whole chain (e.g. centroid + centered instance) so the numbers describe
+# what predict_video will really do.
+
+
+rule evaluate_model:
+    input:
+        models=lambda w: model_files(model_chain(w.model)),
+        labels=lambda w: split_path(dataset_of(w.model), w.split),
+    output:
+        metrics="results/models/{model}/metrics.{split}.json",
+        npz="results/models/{model}/metrics.{split}.npz",
+        predictions="results/models/{model}/labels_pr.{split}.slp",
+    params:
+        model_dirs=lambda w: [model_dir(m) for m in model_chain(w.model)],
+        options=dict(config["inference"]),
+        code=code("pipeline_lib.evaluation.evaluate"),
+    log:
+        log_path("evaluate_model", "{model}.{split}"),
+    benchmark:
+        bench_path("evaluate_model", "{model}.{split}")
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/evaluate_model.py"

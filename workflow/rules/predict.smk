@@ -1,0 +1,26 @@
+# Pose prediction, one job per video (on SLURM: one cluster job per video).
+
+
+rule predict_video:
+    input:
+        video=video_path,
+        models=model_files(PLAN.predictor),
+    output:
+        "results/predictions/{video}.predictions.slp",
+    params:
+        model_dirs=[model_dir(m) for m in PLAN.predictor],
+        options=dict(config["inference"]),
+        code=code("pipeline_lib.inference.predict"),
+    log:
+        log_path("predict_video", "{video}"),
+    benchmark:
+        bench_path("predict_video", "{video}")
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/predict_video.py"
