@@ -369,6 +369,7 @@ def check_models(
 ) -> None:
     """Models name existing datasets and config files; the predictor names existing models."""
     base = Path(base_dir)
+    model_types: dict[str, str] = {}
     if not models:
         raise WorkflowConfigError("config models: no model defined")
     for name, model in models.items():
@@ -386,6 +387,7 @@ def check_models(
             raise WorkflowConfigError(
                 f"config models.{name}.config: training config not found: {cfg}"
             )
+        model_types[name] = _training_config_model_type(name, base / cfg)
     if not predictor:
         raise WorkflowConfigError("config predictor.models: list one or two models")
     for i, name in enumerate(predictor):
@@ -398,6 +400,22 @@ def check_models(
         raise WorkflowConfigError(
             f"config predictor.models: a model is listed twice: {list(predictor)}"
         )
+    types = [model_types[name] for name in predictor]
+    if types not in (["single_instance"], ["centroid", "centered_instance"]):
+        raise WorkflowConfigError(
+            f"config predictor.models: {list(predictor)} are of types {types}; a predictor is "
+            "one single_instance model or a centroid model followed by a centered_instance model"
+        )
+
+
+def _training_config_model_type(name: str, path: Path) -> str:
+    """Load a model's training config strictly (so typos fail at parse time); return its type."""
+    from pipeline_lib.config import ConfigError, load_training_config, model_type
+
+    try:
+        return model_type(load_training_config(path))
+    except ConfigError as exc:
+        raise WorkflowConfigError(f"config models.{name}.config: {exc}") from None
 
 
 def eval_splits(dataset: Mapping[str, Any]) -> list[str]:

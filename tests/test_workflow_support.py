@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -222,9 +223,14 @@ def test_dataset_checks(tmp_path: Path) -> None:
     touch(tmp_path / "labels.slp")
     ok = {"labels": ["labels.slp"], "validation_fraction": 0.1, "test_fraction": 0.1}
     check_datasets({"d": ok}, tmp_path)
-    check_datasets({"d": {**ok, "labels": ["results/demo/labels.slp"]}}, tmp_path,
-                   produced=["results/demo/labels.slp"])
-    with pytest.raises(WorkflowConfigError, match=r"datasets\.d\.labels\[1\]: labels file not found: no\.slp"):
+    check_datasets(
+        {"d": {**ok, "labels": ["results/demo/labels.slp"]}},
+        tmp_path,
+        produced=["results/demo/labels.slp"],
+    )
+    with pytest.raises(
+        WorkflowConfigError, match=r"datasets\.d\.labels\[1\]: labels file not found: no\.slp"
+    ):
         check_datasets({"d": {**ok, "labels": ["labels.slp", "no.slp"]}}, tmp_path)
     with pytest.raises(WorkflowConfigError, match="only made when demo.enabled is true"):
         check_datasets({"d": {**ok, "labels": ["results/demo/labels.slp"]}}, tmp_path)
@@ -234,17 +240,34 @@ def test_dataset_checks(tmp_path: Path) -> None:
         check_datasets({"d": {**ok, "validation_fraction": 0.5, "test_fraction": 0.5}}, tmp_path)
 
 
+def copy_model_config(src: str, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / src, dst)
+
+
 def test_model_checks(tmp_path: Path) -> None:
-    touch(tmp_path / "m.yaml")
+    copy_model_config("config/models/demo_centroid.yaml", tmp_path / "c.yaml")
+    copy_model_config("config/models/demo_centered_instance.yaml", tmp_path / "m.yaml")
     datasets = {"d": {}}
     models = {"m": {"config": "m.yaml", "dataset": "d"}}
-    check_models(models, datasets, ["m"], tmp_path)
     with pytest.raises(WorkflowConfigError, match="models.m.dataset: unknown dataset 'e'"):
         check_models({"m": {"config": "m.yaml", "dataset": "e"}}, datasets, ["m"], tmp_path)
-    with pytest.raises(WorkflowConfigError, match="models.m.config: training config not found: x.yaml"):
+    with pytest.raises(
+        WorkflowConfigError, match="models.m.config: training config not found: x.yaml"
+    ):
         check_models({"m": {"config": "x.yaml", "dataset": "d"}}, datasets, ["m"], tmp_path)
     with pytest.raises(WorkflowConfigError, match=r"predictor.models\[1\]: unknown model 'n'"):
         check_models(models, datasets, ["m", "n"], tmp_path)
+    with pytest.raises(WorkflowConfigError, match="centroid model followed by a centered_instance"):
+        check_models(models, datasets, ["m"], tmp_path)
+    pair = {**models, "c": {"config": "c.yaml", "dataset": "d"}}
+    check_models(pair, datasets, ["c", "m"], tmp_path)
+    typo = (tmp_path / "m.yaml").read_text().replace("rotation_max", "roration_max")
+    (tmp_path / "t.yaml").write_text(typo)
+    with pytest.raises(WorkflowConfigError, match="models.t.config: .*did you mean 'rotation_max'"):
+        check_models(
+            {**pair, "t": {"config": "t.yaml", "dataset": "d"}}, datasets, ["c", "m"], tmp_path
+        )
 
 
 def test_eval_splits() -> None:
@@ -274,7 +297,7 @@ def test_shipped_config_matches_schema_and_bad_keys_fail() -> None:
 def test_plan_for_shipped_config(tmp_path: Path) -> None:
     config = shipped_config()
     for model in config["models"].values():
-        touch(tmp_path / model["config"])
+        copy_model_config(model["config"], tmp_path / model["config"])
     plan = build_plan(config, demo_ids=["demo_0", "demo_1"], base_dir=tmp_path)
     assert list(plan.videos) == ["demo_0", "demo_1"]
     assert plan.videos["demo_1"].path == "results/demo/videos/demo_1.mp4"
@@ -341,4 +364,7 @@ def test_snakefile_rejects_bad_config_at_parse_time(tmp_path: Path) -> None:
     override.write_text(yaml.safe_dump({"videos": {"paths": ["no/such/video.mp4"]}}))
     missing = dry_run("--configfile", str(override))
     assert missing.returncode != 0
-    assert "videos.paths[0]: video file not found: no/such/video.mp4" in missing.stderr + missing.stdout
+    assert (
+        "videos.paths[0]: video file not found: no/such/video.mp4"
+        in missing.stderr + missing.stdout
+    )

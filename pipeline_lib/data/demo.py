@@ -11,7 +11,7 @@ Design choices (each one keeps the task learnable by a small UNet while still te
 * Every keypoint sits on a visible feature, so no label is ambiguous by more than a pixel or
   two: a bright dot on the nose, dark ear disks on either side of the head, a small dark spot
   on the neck and a larger one on the body centre, the body ending in a point at the tail
-  base, and a thin, darker tail whose end is the tail tip. Left and right ears look alike;
+  base, and a thin, darker tail ending in a pale knob at the tail tip. Left and right ears look alike;
   which one is left follows from the head's orientation (as for a real animal), and the
   skeleton declares them a symmetric pair so flip augmentation swaps them.
 * Animals are about 52 px from nose to tail base (plus a ~30 px tail) in a 256 x 256 frame,
@@ -97,6 +97,7 @@ _EAR_RADIUS = 4.8
 # Grey levels (background is ~30..130).
 _BODY_GREY = 200.0
 _TAIL_GREY = 145.0
+_TAIL_TIP_GREY = 230.0
 _EAR_GREY = 110.0
 _NOSE_GREY = 255.0
 _NECK_SPOT_GREY = 125.0
@@ -614,6 +615,8 @@ def _draw_animal(canvas: np.ndarray, pose: np.ndarray, size: float, tail_curl: f
     half = len(tail) // 2  # thicker near the base, thinner towards the tip
     fine.polyline(tail[: half + 1], 3.2 * size, _TAIL_GREY)
     fine.polyline(tail[half:], 2.0 * size, _TAIL_GREY)
+    # A pale knob marks the tail tip: a bare line end is slow to localise for a small CPU model.
+    fine.disk(tail[-1], size * 2.0, _TAIL_TIP_GREY)
     fine.polygon(outline, _BODY_GREY)
     fine.disk(pose[_EAR_L], size * _EAR_RADIUS, _EAR_GREY)
     fine.disk(pose[_EAR_R], size * _EAR_RADIUS, _EAR_GREY)

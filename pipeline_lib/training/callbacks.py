@@ -27,7 +27,8 @@ class EpochLogWriter(L.Callback):
         self._offset = 0.0
         self._start = time.time()
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After a resume, current_epoch is only restored by now (not yet at on_fit_start).
         self._start = time.time()
         self.rows = []
         if self.path.exists():

@@ -56,8 +56,12 @@ def train_model(
     run_dir: str | os.PathLike,
     threads: int = 1,
     seed: int | None = None,
+    precision: str = "32",
 ) -> None:
     """Train the model described by ``config_path`` on the given splits into ``run_dir``.
+
+    ``precision`` is Lightning's: "32" (default), "bf16-mixed" or "16-mixed". The sleap-nn config
+    has no such field, so it comes from the pipeline config's model entry.
 
     ``cache_dir`` holds the decoded frames from :func:`build_image_cache` (None decodes from the
     videos). ``seed`` is used when the config's ``trainer_config.seed`` is null. Rerunning after a
@@ -118,12 +122,12 @@ def train_model(
     )
     resolved["model_config"]["total_params"] = count_parameters(module.model)
 
-    fingerprint = _fingerprint(resolved, train_labels, val_labels)
+    fingerprint = _fingerprint({**resolved, "precision": precision}, train_labels, val_labels)
     resume = _resume_checkpoint(work, fingerprint, tc.get("resume_ckpt_path"))
 
     train_loader = _loader(train_ds, tc["train_data_loader"], tc, run_seed, train=True)
     val_loader = _loader(val_ds, tc["val_data_loader"], tc, run_seed, train=False)
-    trainer = _trainer(tc, work, run_dir)
+    trainer = _trainer(tc, work, run_dir, precision)
     log.info(
         "Training %s (%d parameters) on %d samples, validating on %d; %s",
         head,
@@ -287,7 +291,7 @@ def _loader(ds, loader_cfg: dict, tc: dict, seed: int | None, train: bool) -> Da
     )
 
 
-def _trainer(tc: dict, work: Path, run_dir: Path) -> L.Trainer:
+def _trainer(tc: dict, work: Path, run_dir: Path, precision: str = "32") -> L.Trainer:
     """Lightning Trainer with checkpointing, early stopping and the epoch log."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -328,6 +332,7 @@ def _trainer(tc: dict, work: Path, run_dir: Path) -> L.Trainer:
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
         profiler=tc.get("profiler"),
+        precision=precision,
     )
 
 
