@@ -1,0 +1,229 @@
+"""The pipeline's stages as a command line, for use outside Snakemake.
+
+Each subcommand calls the same pipeline_lib function as the workflow rule of that name, e.g.
+
+    pipeline-lib train config.yaml --train train.slp --val val.slp --run-dir models/m1
+    pipeline-lib predict models/centroid models/centered --video v.mp4 --out v.slp
+    pipeline-lib eval-pose --gt labels.slp --pred predictions.slp --out metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _print(result) -> None:
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+
+
+def _demo(a: argparse.Namespace) -> None:
+    from pipeline_lib.data.demo import make_demo_dataset
+
+    paths = make_demo_dataset(
+        a.out_dir, seed=a.seed, n_videos=a.n_videos, n_frames=a.n_frames, n_animals=a.n_animals
+    )
+    _print({"labels": paths.labels, "videos": paths.videos, "ground_truth": paths.ground_truth})
+
+
+def _split(a: argparse.Namespace) -> None:
+    from pipeline_lib.data.split import split_labels
+
+    _print(
+        split_labels(
+            a.labels,
+            f"{a.out_dir}/train.slp",
+            f"{a.out_dir}/val.slp",
+            f"{a.out_dir}/test.slp",
+            a.validation_fraction,
+            a.test_fraction,
+            a.test_labels,
+            a.seed,
+            not a.include_predictions,
+        )
+    )
+
+
+def _cache(a: argparse.Namespace) -> None:
+    from pipeline_lib.data.cache import build_image_cache
+
+    splits = dict(item.split("=", 1) for item in a.split)
+    _print(build_image_cache(splits, a.out_dir, a.threads))
+
+
+def _train(a: argparse.Namespace) -> None:
+    from pipeline_lib.training.train import train_model
+
+    train_model(a.config, a.train, a.val, a.cache_dir, a.run_dir, a.threads, a.seed, a.precision)
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    from pipeline_lib.evaluation.evaluate import evaluate_model
+
+    stem = a.out_prefix
+    metrics = evaluate_model(
+        a.model_dirs,
+        a.labels,
+        f"{stem}.json",
+        f"{stem}.npz",
+        f"{stem}.pred.slp",
+        a.threads,
+        {"peak_threshold": a.peak_threshold},
+    )
+    _print({k: metrics.get(k) for k in ("n_frames", "mOKS", "oks_voc", "distance")})
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from pipeline_lib.inference.predict import predict_video
+
+    options = {
+        "batch_size": a.batch_size,
+        "peak_threshold": a.peak_threshold,
+        "refinement": a.refinement,
+        "max_instances": a.max_instances,
+        "device": a.device,
+    }
+    _print(predict_video(a.model_dirs, a.video, a.out, options, a.threads))
+
+
+def _track(a: argparse.Namespace) -> None:
+    from pipeline_lib.tracking.track import track_file
+
+    options = json.loads(a.options) if a.options else {}
+    _print(track_file(a.input, a.out, options, a.csv))
+
+
+def _eval_pose(a: argparse.Namespace) -> None:
+    from pipeline_lib.evaluation.pose_metrics import evaluate_labels, save_pose_metrics
+    from pipeline_lib.io.labels import load_labels
+
+    gt = load_labels(a.gt, require_videos=False)
+    pr = load_labels(a.pred, require_videos=False)
+    metrics, arrays = evaluate_labels(gt, pr, oks_stddev=a.oks_stddev, return_arrays=True)
+    if a.out:
+        save_pose_metrics(metrics, a.out, a.out.rsplit(".", 1)[0] + ".npz", arrays)
+    _print({k: metrics[k] for k in ("mOKS", "oks_voc", "distance", "pck")})
+
+
+def _eval_tracking(a: argparse.Namespace) -> None:
+    from pipeline_lib.evaluation.tracking_metrics import evaluate_tracking, save_tracking_metrics
+    from pipeline_lib.io.labels import load_labels
+
+    metrics = evaluate_tracking(
+        load_labels(a.gt, require_videos=False),
+        load_labels(a.pred, require_videos=False),
+        match=a.match,
+        max_distance=a.max_distance,
+    )
+    if a.out:
+        save_tracking_metrics(metrics, a.out)
+    _print(metrics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and ``--help``)."""
+    p = argparse.ArgumentParser(prog="pipeline-lib", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="generate the synthetic demo dataset")
+    s.add_argument("out_dir")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n-videos", type=int, default=2)
+    s.add_argument("--n-frames", type=int, default=200)
+    s.add_argument("--n-animals", type=int, default=3)
+    s.set_defaults(func=_demo)
+
+    s = sub.add_parser("split", help="seeded train/val/test split of labelled frames")
+    s.add_argument("labels", nargs="+")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--validation-fraction", type=float, default=0.1)
+    s.add_argument("--test-fraction", type=float, default=0.1)
+    s.add_argument("--test-labels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--include-predictions", action="store_true", help="also train on predicted instances"
+    )
+    s.set_defaults(func=_split)
+
+    s = sub.add_parser("cache", help="decode the frames of each split into a lossless cache")
+    s.add_argument("--split", action="append", required=True, metavar="NAME=LABELS.slp")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_cache)
+
+    s = sub.add_parser("train", help="train one model from a sleap-nn training config")
+    s.add_argument("config")
+    s.add_argument("--train", required=True)
+    s.add_argument("--val", required=True)
+    s.add_argument("--cache-dir", help="image cache from `cache` (default: decode the videos)")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("evaluate", help="predict a labelled split and score it")
+    s.add_argument("model_dirs", nargs="+")
+    s.add_argument("--labels", required=True)
+    s.add_argument("--out-prefix", required=True, help="writes PREFIX.json, .npz, .pred.slp")
+    s.add_argument("--peak-threshold", type=float, default=0.2)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("predict", help="predict every frame of a video")
+    s.add_argument(
+        "model_dirs", nargs="+", help="[single_instance] or [centroid centered_instance]"
+    )
+    s.add_argument("--video", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--peak-threshold", type=float, default=0.2)
+    s.add_argument("--refinement", default="integral", choices=["integral", "local", "none"])
+    s.add_argument("--max-instances", type=int)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_predict)
+
+    s = sub.add_parser("track", help="assign identities to predicted instances")
+    s.add_argument("input")
+    s.add_argument("--out", required=True)
+    s.add_argument("--csv")
+    s.add_argument("--options", help="tracker options as JSON, e.g. '{\"max_tracks\": 2}'")
+    s.set_defaults(func=_track)
+
+    s = sub.add_parser("eval-pose", help="pose metrics of any ground-truth / prediction pair")
+    s.add_argument("--gt", required=True)
+    s.add_argument("--pred", required=True)
+    s.add_argument("--oks-stddev", type=float, default=0.025)
+    s.add_argument("--out", help="metrics JSON (an .npz of raw matches is written beside it)")
+    s.set_defaults(func=_eval_pose)
+
+    s = sub.add_parser("eval-tracking", help="MOTA / IDF1 / HOTA of tracked predictions")
+    s.add_argument("--gt", required=True)
+    s.add_argument("--pred", required=True)
+    s.add_argument("--match", default="centroid", choices=["centroid", "oks", "exact"])
+    s.add_argument("--max-distance", type=float, default=20.0)
+    s.add_argument("--out")
+    s.set_defaults(func=_eval_tracking)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pipeline-lib`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"pipeline-lib {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
