@@ -126,3 +126,29 @@ def test_rerun_after_completion_resumes_nothing_extra(topdown_run):
     _, _, runs = topdown_run
     trained = load_trained_model(runs["centered"])
     assert trained.head == "centered_instance" and len(trained.skeleton.node_names) == 13
+
+
+def test_single_instance_train_and_predict(shared_data, tmp_path):
+    labels = shared_data / "dreem_assets/sleap/single_fly.slp"
+    splits = {k: tmp_path / f"{k}.slp" for k in ("train", "val", "test")}
+    split_labels([labels], splits["train"], splits["val"], splits["test"], 0.1, 0.0, None, 0, True)
+    cfg = _small_config(
+        shared_data / "sleap_nn_assets/sample_configs/config_single_instance_unet_medium_rf.yaml",
+        tmp_path / "si.yaml",
+        scale=0.25,
+    )
+    run = tmp_path / "models/si"
+    train_model(cfg, splits["train"], splits["val"], None, run, threads=2)  # no cache: decode
+    out = tmp_path / "pred.slp"
+    summary = predict_video(
+        [run],
+        shared_data / "dreem_assets/sleap/single_fly.mp4",
+        out,
+        {"batch_size": 8, "peak_threshold": -1.0},
+        threads=2,
+    )
+    pred = sio.load_slp(str(out))
+    assert summary["n_frames"] == 128 and len(pred.labeled_frames) == 128
+    assert all(len(lf.instances) == 1 for lf in pred.labeled_frames)
+    pts = pred.labeled_frames[5].instances[0].numpy()
+    assert np.isfinite(pts).all() and (pts >= -2).all() and (pts <= 1026).all()

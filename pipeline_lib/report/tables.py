@@ -19,6 +19,8 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "n/a"
+        if value != 0 and abs(value) < 10**-digits:
+            return f"{value:.{digits - 1}e}"  # losses are tiny: keep their significant digits
         return f"{value:.{digits}f}"
     return str(value)
 
