@@ -25,96 +25,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import sleap_io as sio
 
 from pipeline_lib.evaluation.tracking_metrics import evaluate_tracking
 from pipeline_lib.tracking.classical import track_labels
+from pipeline_lib.tracking.gt_detections import (
+    as_untracked_predictions,
+    count_switches,
+    load_subsampled,
+    tracked_only,
+)
 from pipeline_lib.tracking.options import SIMILARITIES, TrackerOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = "../shared/data"  # relative to the project root
 FLY_DIR = Path("dreem_assets") / "sleap"
 FILES = ("three_flies.slp", "two_flies.slp", "two_flies_noisy_detections.slp")
-
-
-def load_subsampled(path: Path, step: int) -> sio.Labels:
-    """All instances of every ``step``-th labelled frame from frame 0 (indices unchanged)."""
-    labels = sio.load_slp(str(path), open_videos=False)
-    frames = [lf for lf in labels.labeled_frames if lf.frame_idx % step == 0]
-    return sio.Labels(
-        labeled_frames=frames,
-        videos=labels.videos,
-        skeletons=labels.skeletons,
-        tracks=labels.tracks,
-    )
-
-
-def ground_truth(labels: sio.Labels) -> sio.Labels:
-    """The same frames keeping only instances with a track (decoys are not ground truth)."""
-    frames = [
-        sio.LabeledFrame(
-            video=lf.video,
-            frame_idx=lf.frame_idx,
-            instances=[i for i in lf.instances if i.track is not None],
-        )
-        for lf in labels.labeled_frames
-    ]
-    return sio.Labels(
-        labeled_frames=frames,
-        videos=labels.videos,
-        skeletons=labels.skeletons,
-        tracks=labels.tracks,
-    )
-
-
-def as_untracked_predictions(labels: sio.Labels, seed: int) -> sio.Labels:
-    """Shuffled, track-free PredictedInstances (score 1) with the same points."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for lf in labels.labeled_frames:
-        insts = [
-            sio.PredictedInstance.from_numpy(
-                points_data=inst.numpy(),
-                point_scores=np.ones(len(inst.skeleton)),
-                skeleton=inst.skeleton,
-                score=1.0,
-            )
-            for inst in lf.instances
-        ]
-        order = rng.permutation(len(insts))
-        frames.append(
-            sio.LabeledFrame(
-                video=lf.video, frame_idx=lf.frame_idx, instances=[insts[k] for k in order]
-            )
-        )
-    return sio.Labels(labeled_frames=frames, videos=labels.videos, skeletons=labels.skeletons)
-
-
-def count_switches(gt: sio.Labels, tracked: sio.Labels) -> int:
-    """Times a ground-truth track maps to a different output track than in its previous frame.
-
-    Same rule as the tests: output and truth are paired by identical coordinates, losing the
-    identity (an untracked output instance) counts as a switch, untracked GT is not scored.
-    """
-    out_frames = {(Path(lf.video.filename).name, lf.frame_idx): lf for lf in tracked.labeled_frames}
-    previous: dict[str, str | None] = {}
-    switches = 0
-    for lf in sorted(gt.labeled_frames, key=lambda f: f.frame_idx):
-        out = out_frames[(Path(lf.video.filename).name, lf.frame_idx)]
-        for inst in lf.instances:
-            if inst.track is None:
-                continue
-            pose = inst.numpy()
-            match = [o for o in out.instances if np.array_equal(o.numpy(), pose, equal_nan=True)]
-            if len(match) != 1:
-                raise RuntimeError(f"frame {lf.frame_idx}: no unique output for a GT instance")
-            pred = match[0].track.name if match[0].track is not None else None
-            key = inst.track.name
-            if key in previous and (pred is None or previous[key] != pred):
-                switches += 1
-            previous[key] = pred
-    return switches
 
 
 def n_output_tracks(tracked: sio.Labels) -> int:
@@ -190,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in FILES:
         for step in args.steps:
             labels = load_subsampled(fly_dir / name, step)
-            gt = ground_truth(labels)
+            gt = tracked_only(labels)
             preds = as_untracked_predictions(labels, seed=args.seed)
             for similarity in SIMILARITIES:
                 for use_motion in (False, True):

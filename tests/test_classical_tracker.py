@@ -23,6 +23,11 @@ from pipeline_lib.tracking.classical import (
     oks_similarity,
     track_labels,
 )
+from pipeline_lib.tracking.gt_detections import (
+    as_untracked_predictions,
+    count_switches,
+    load_subsampled,
+)
 from pipeline_lib.tracking.options import TrackerOptions, TrackerOptionsError
 from pipeline_lib.tracking.track import build_tracker, track_file
 
@@ -31,62 +36,7 @@ FLY_DIR = Path("dreem_assets") / "sleap"
 
 def load_gt(shared_data: Path, name: str, step: int = 1, offset: int = 0) -> sio.Labels:
     """Ground-truth labels keeping every ``step``-th frame from ``offset`` (indices unchanged)."""
-    labels = sio.load_slp(str(shared_data / FLY_DIR / name), open_videos=False)
-    frames = [lf for lf in labels.labeled_frames if lf.frame_idx % step == offset % step]
-    return sio.Labels(
-        labeled_frames=frames,
-        videos=labels.videos,
-        skeletons=labels.skeletons,
-        tracks=labels.tracks,
-    )
-
-
-def as_untracked_predictions(gt: sio.Labels, seed: int = 0) -> sio.Labels:
-    """Shuffled, track-free PredictedInstances (score 1) with the ground-truth points."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for lf in gt.labeled_frames:
-        insts = [
-            sio.PredictedInstance.from_numpy(
-                points_data=inst.numpy(),
-                point_scores=np.ones(len(inst.skeleton)),
-                skeleton=inst.skeleton,
-                score=1.0,
-            )
-            for inst in lf.instances
-        ]
-        order = rng.permutation(len(insts))
-        frames.append(
-            sio.LabeledFrame(
-                video=lf.video, frame_idx=lf.frame_idx, instances=[insts[k] for k in order]
-            )
-        )
-    return sio.Labels(labeled_frames=frames, videos=gt.videos, skeletons=gt.skeletons)
-
-
-def count_switches(gt: sio.Labels, tracked: sio.Labels) -> int:
-    """Times a ground-truth track maps to a different output track than in its previous frame.
-
-    Losing the identity (an untracked instance) counts as a switch too. Ground-truth instances
-    without a track (decoy detections) are not scored.
-    """
-    out_frames = {(Path(lf.video.filename).name, lf.frame_idx): lf for lf in tracked.labeled_frames}
-    previous: dict[str, str | None] = {}
-    switches = 0
-    for lf in sorted(gt.labeled_frames, key=lambda f: f.frame_idx):
-        out = out_frames[(Path(lf.video.filename).name, lf.frame_idx)]
-        for inst in lf.instances:
-            if inst.track is None:
-                continue
-            pose = inst.numpy()
-            match = [o for o in out.instances if np.array_equal(o.numpy(), pose, equal_nan=True)]
-            assert len(match) == 1, f"frame {lf.frame_idx}: no unique output for a GT instance"
-            pred = match[0].track.name if match[0].track is not None else None
-            key = inst.track.name
-            if key in previous and (pred is None or previous[key] != pred):
-                switches += 1
-            previous[key] = pred
-    return switches
+    return load_subsampled(shared_data / FLY_DIR / name, step, offset)
 
 
 def run(shared_data: Path, name: str, step: int, **options) -> tuple[int, sio.Labels]:

@@ -15,25 +15,13 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline_lib.evaluation.tracking_metrics import METRIC_KEYS
 from pipeline_lib.io.labels import load_labels
 
 TRAINING_LOG_COLUMNS = ("epoch", "train_loss", "val_loss")
 TRACKING_KEYS = ("mota", "idf1", "id_switches", "hota")
-TRACKING_OPTIONAL_KEYS = (
-    "motp",
-    "idp",
-    "idr",
-    "deta",
-    "assa",
-    "fragmentations",
-    "false_positives",
-    "misses",
-    "num_gt",
-    "num_pred",
-    "num_frames",
-    "num_gt_tracks",
-    "num_pred_tracks",
-)
+# Every other key the tracking metrics file carries; read when present.
+TRACKING_OPTIONAL_KEYS = tuple(k for k in METRIC_KEYS if k not in TRACKING_KEYS)
 
 
 class ReportInputError(ValueError):
