@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _print(result) -> None:
@@ -87,7 +88,7 @@ def _predict(a: argparse.Namespace) -> None:
         "max_instances": a.max_instances,
         "device": a.device,
     }
-    _print(predict_video(a.model_dirs, a.video, a.out, options, a.threads))
+    _print(predict_video(a.model_dirs, a.video, a.out, options, a.threads, a.frames))
 
 
 def _track(a: argparse.Namespace) -> None:
@@ -122,6 +123,18 @@ def _eval_tracking(a: argparse.Namespace) -> None:
     if a.out:
         save_tracking_metrics(metrics, a.out)
     _print(metrics)
+
+
+def _convert_legacy_config(a: argparse.Namespace) -> None:
+    from pipeline_lib.config import load_training_config, save_training_config
+    from pipeline_lib.config.legacy import find_legacy_config
+
+    source = Path(a.legacy_config)
+    if source.is_dir():
+        source = find_legacy_config(source)
+    if source.suffix.lower() != ".json":
+        raise ValueError(f"{source} is not a SLEAP training_config.json")
+    _print({"config": str(save_training_config(load_training_config(source), a.out))})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refinement", default="integral", choices=["integral", "local", "none"])
     s.add_argument("--max-instances", type=int)
     s.add_argument("--device", default="auto")
+    s.add_argument("--frames", help="frame selection, e.g. 0-99,150 (default: every frame)")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=_predict)
 
@@ -210,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-distance", type=float, default=20.0)
     s.add_argument("--out")
     s.set_defaults(func=_eval_tracking)
+
+    s = sub.add_parser(
+        "convert-legacy-config", help="SLEAP <= 1.4 training_config.json -> sleap-nn YAML"
+    )
+    s.add_argument("legacy_config", help="training_config.json (or the SLEAP model folder)")
+    s.add_argument("out", help="the YAML to write")
+    s.set_defaults(func=_convert_legacy_config)
     return p
 
 

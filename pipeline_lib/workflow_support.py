@@ -60,6 +60,7 @@ class Plan:
     produced: frozenset[str] = field(default_factory=frozenset)
     demo_models: list[str] = field(default_factory=list)
     demo_videos: list[str] = field(default_factory=list)
+    identities_from_model: bool = False  # multi-class predictor: tracking keeps its identities
 
 
 # --------------------------------------------------------------------------- ids
@@ -366,8 +367,11 @@ def check_models(
     datasets: Mapping[str, Any],
     predictor: Sequence[str],
     base_dir: str | os.PathLike = ".",
-) -> None:
-    """Models name existing datasets and config files; the predictor names existing models."""
+) -> list[str]:
+    """Models name existing datasets and config files; the predictor names existing models.
+
+    Returns the model types of the predictor's models.
+    """
     base = Path(base_dir)
     model_types: dict[str, str] = {}
     if not models:
@@ -401,11 +405,24 @@ def check_models(
             f"config predictor.models: a model is listed twice: {list(predictor)}"
         )
     types = [model_types[name] for name in predictor]
-    if types not in (["single_instance"], ["centroid", "centered_instance"]):
+    if types not in PREDICTOR_KINDS:
+        kinds = "; ".join(" + ".join(k) for k in PREDICTOR_KINDS)
         raise WorkflowConfigError(
             f"config predictor.models: {list(predictor)} are of types {types}; a predictor is "
-            "one single_instance model or a centroid model followed by a centered_instance model"
+            f"one of: {kinds}"
         )
+    return types
+
+
+# Model-type sequences that make a predictor, and those whose output already carries identities.
+PREDICTOR_KINDS = (
+    ["single_instance"],
+    ["centroid", "centered_instance"],
+    ["bottomup"],
+    ["multi_class_bottomup"],
+    ["centroid", "multi_class_topdown"],
+)
+IDENTITY_HEADS = ("multi_class_bottomup", "multi_class_topdown")
 
 
 def _training_config_model_type(name: str, path: Path) -> str:
@@ -447,7 +464,7 @@ def build_plan(
     models = config.get("models") or {}
     predictor = list((config.get("predictor") or {}).get("models") or [])
     check_datasets(datasets, base, produced)
-    check_models(models, datasets, predictor, base)
+    predictor_types = check_models(models, datasets, predictor, base)
 
     videos_cfg = config.get("videos") or {}
     extra = (
@@ -473,6 +490,7 @@ def build_plan(
         produced=produced,
         demo_models=[m for m in demo_models if m == eval_model],
         demo_videos=[v.id for v in extra],
+        identities_from_model=predictor_types[-1] in IDENTITY_HEADS,
     )
 
 

@@ -113,3 +113,13 @@ def test_local_peaks_empty_and_validation():
         find_global_peaks(torch.zeros(1, 1, 4, 4), refinement="quadratic")
     with pytest.raises(ValueError, match="patch_size"):
         find_global_peaks(torch.zeros(1, 1, 4, 4), patch_size=4)
+
+
+def test_local_peaks_plateau_gives_one_peak():
+    """A Gaussian exactly between two cells makes a two-cell plateau: one peak, not two."""
+    cms = torch.zeros(1, 1, 6, 6)
+    cms[0, 0, 2, 2] = cms[0, 0, 2, 3] = 1.0  # horizontal tie
+    cms[0, 0, 4, 0] = cms[0, 0, 5, 1] = 0.8  # diagonal tie
+    pts, vals, _, _ = find_local_peaks(cms, threshold=0.5, refinement=None)
+    assert len(pts) == 2
+    assert sorted(vals.tolist()) == pytest.approx([0.8, 1.0])

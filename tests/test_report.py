@@ -29,8 +29,13 @@ def pose_json(map_: float = 0.85) -> dict:
         "mOKS": 0.81,
         "oks_voc": {"mAP": map_, "mAR": 0.9, "thresholds": [0.5], "AP": [0.9], "AR": [0.95]},
         "distance": {"avg": 1.5, "p50": 1.25, "p75": 2.0, "p90": 3.5, "p95": 4.0, "p99": 6.0},
-        "pck": {"thresholds": [1, 2], "pck": [0.5, 0.8], "mPCK": 0.65,
-                "pck_sleap_nn": [0.6], "mPCK_sleap_nn": 0.6},
+        "pck": {
+            "thresholds": [1, 2],
+            "pck": [0.5, 0.8],
+            "mPCK": 0.65,
+            "pck_sleap_nn": [0.6],
+            "mPCK_sleap_nn": 0.6,
+        },
         "visibility": {},
         "per_node": {},
     }
@@ -38,10 +43,23 @@ def pose_json(map_: float = 0.85) -> dict:
 
 def tracking_json(mota: float) -> dict:
     return {
-        "mota": mota, "motp": 0.9, "idf1": 0.97, "idp": 0.97, "idr": 0.97, "hota": 0.93,
-        "deta": 0.95, "assa": 0.92, "id_switches": 1, "fragmentations": 2,
-        "false_positives": 0, "misses": 1, "num_gt": 24, "num_pred": 23, "num_frames": 12,
-        "num_gt_tracks": 2, "num_pred_tracks": 2,
+        "mota": mota,
+        "motp": 0.9,
+        "idf1": 0.97,
+        "idp": 0.97,
+        "idr": 0.97,
+        "hota": 0.93,
+        "deta": 0.95,
+        "assa": 0.92,
+        "id_switches": 1,
+        "fragmentations": 2,
+        "false_positives": 0,
+        "misses": 1,
+        "num_gt": 24,
+        "num_pred": 23,
+        "num_frames": 12,
+        "num_gt_tracks": 2,
+        "num_pred_tracks": 2,
     }
 
 
@@ -59,8 +77,12 @@ def tracked_slp(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """First frames of two_flies.slp (tracks F and M), saved as a tracked output would be."""
     labels = load_labels(shared_data / "dreem_assets/sleap/two_flies.slp")
     frames = sorted(labels.labeled_frames, key=lambda lf: lf.frame_idx)[:N_FRAMES]
-    small = sio.Labels(labeled_frames=frames, videos=labels.videos, skeletons=labels.skeletons,
-                       tracks=labels.tracks)
+    small = sio.Labels(
+        labeled_frames=frames,
+        videos=labels.videos,
+        skeletons=labels.skeletons,
+        tracks=labels.tracks,
+    )
     out = tmp_path_factory.mktemp("tracked") / "two_flies.tracked.slp"
     save_labels(small, out)
     return out
@@ -72,8 +94,10 @@ def make_inputs(tmp_path: Path, tracked: Path, mota: float = 0.97, map_: float =
     (tmp_path / "m/training_log.csv").write_text(TRAINING_CSV)
     write_json_atomic(tmp_path / "two_flies.tracking_metrics.json", tracking_json(mota))
     return {
-        "pose_metrics": {"m/test": str(tmp_path / "m/metrics.test.json"),
-                         "m/val": str(tmp_path / "m/metrics.val.json")},
+        "pose_metrics": {
+            "m/test": str(tmp_path / "m/metrics.test.json"),
+            "m/val": str(tmp_path / "m/metrics.val.json"),
+        },
         "training_logs": {"m": str(tmp_path / "m/training_log.csv")},
         "tracked": {"two_flies": str(tracked)},
         "tracking_metrics": {"two_flies": str(tmp_path / "two_flies.tracking_metrics.json")},
@@ -82,11 +106,23 @@ def make_inputs(tmp_path: Path, tracked: Path, mota: float = 0.97, map_: float =
 
 def test_report_files_and_values(tmp_path: Path, tracked_slp: Path) -> None:
     out = tmp_path / "report"
-    summary = build_report(out, **make_inputs(tmp_path, tracked_slp), n_example_frames=4,
-                           demo_models=["m"], demo_videos=["two_flies"])
+    summary = build_report(
+        out,
+        **make_inputs(tmp_path, tracked_slp),
+        n_example_frames=4,
+        demo_models=["m"],
+        demo_videos=["two_flies"],
+    )
 
-    for name in ["summary.md", "summary.json", "pose_metrics.csv", "tracking_metrics.csv",
-                 "videos.csv", "training_curves/m.png", "example_frames/two_flies.png"]:
+    for name in [
+        "summary.md",
+        "summary.json",
+        "pose_metrics.csv",
+        "tracking_metrics.csv",
+        "videos.csv",
+        "training_curves/m.png",
+        "example_frames/two_flies.png",
+    ]:
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
 
@@ -129,13 +165,21 @@ def test_report_files_and_values(tmp_path: Path, tracked_slp: Path) -> None:
 
 @pytest.mark.parametrize(
     ("mota", "map_", "failed"),
-    [(0.90, 0.85, "MOTA of two_flies = 0.900 (>= 0.95: FAILED)"),
-     (0.97, 0.70, "pose mAP of m on test = 0.700 (>= 0.8: FAILED)")],
+    [
+        (0.90, 0.85, "MOTA of two_flies = 0.900 (>= 0.95: FAILED)"),
+        (0.97, 0.70, "pose mAP of m on test = 0.700 (>= 0.8: FAILED)"),
+    ],
 )
-def test_demo_targets_fail(tmp_path: Path, tracked_slp: Path, mota: float, map_: float,
-                           failed: str) -> None:
-    summary = build_report(tmp_path / "r", **make_inputs(tmp_path, tracked_slp, mota, map_),
-                           n_example_frames=0, demo_models=["m"], demo_videos=["two_flies"])
+def test_demo_targets_fail(
+    tmp_path: Path, tracked_slp: Path, mota: float, map_: float, failed: str
+) -> None:
+    summary = build_report(
+        tmp_path / "r",
+        **make_inputs(tmp_path, tracked_slp, mota, map_),
+        n_example_frames=0,
+        demo_models=["m"],
+        demo_videos=["two_flies"],
+    )
     assert summary["demo_targets"]["passed"] is False
     md = (tmp_path / "r/summary.md").read_text()
     assert "**Demo targets: FAIL**" in md and failed in md
@@ -146,8 +190,13 @@ def test_missing_demo_metric_fails_and_non_demo_run_is_not_applicable(
     tmp_path: Path, tracked_slp: Path
 ) -> None:
     inputs = make_inputs(tmp_path, tracked_slp)
-    summary = build_report(tmp_path / "a", **{**inputs, "tracking_metrics": {}}, n_example_frames=0,
-                           demo_models=["m"], demo_videos=["two_flies"])
+    summary = build_report(
+        tmp_path / "a",
+        **{**inputs, "tracking_metrics": {}},
+        n_example_frames=0,
+        demo_models=["m"],
+        demo_videos=["two_flies"],
+    )
     assert summary["demo_targets"]["passed"] is False
     assert "MOTA of two_flies = missing" in (tmp_path / "a/summary.md").read_text()
     summary = build_report(tmp_path / "b", **inputs, n_example_frames=0)
@@ -199,7 +248,9 @@ def test_bad_inputs_name_file_and_key(tmp_path: Path) -> None:
 
     log = tmp_path / "training_log.csv"
     log.write_text("epoch,step,train_loss\n0,1,0.5\n")
-    with pytest.raises(ReportInputError, match=r"training_log\.csv: missing column\(s\) \['val_loss'\]"):
+    with pytest.raises(
+        ReportInputError, match=r"training_log\.csv: missing column\(s\) \['val_loss'\]"
+    ):
         load_training_log(log)
     log.write_text("epoch,train_loss,val_loss\n0,abc,0.5\n")
     with pytest.raises(ReportInputError, match="column 'train_loss' is not numeric"):

@@ -258,7 +258,9 @@ def test_model_checks(tmp_path: Path) -> None:
         check_models({"m": {"config": "x.yaml", "dataset": "d"}}, datasets, ["m"], tmp_path)
     with pytest.raises(WorkflowConfigError, match=r"predictor.models\[1\]: unknown model 'n'"):
         check_models(models, datasets, ["m", "n"], tmp_path)
-    with pytest.raises(WorkflowConfigError, match="centroid model followed by a centered_instance"):
+    with pytest.raises(
+        WorkflowConfigError, match=r"are of types \['centered_instance'\]; a predictor is one of"
+    ):
         check_models(models, datasets, ["m"], tmp_path)
     pair = {**models, "c": {"config": "c.yaml", "dataset": "d"}}
     check_models(pair, datasets, ["c", "m"], tmp_path)

@@ -56,16 +56,23 @@ class ConfigError(ValueError):
 def load_training_config(source: str | os.PathLike | Mapping[str, Any]) -> TrainingJobConfig:
     """Load and strictly validate a training config from a YAML file or a mapping.
 
-    A path is read as YAML (duplicate keys are an error); a mapping is used as-is (not
-    modified). Omitted keys take their documented defaults. Raises ``ConfigError`` listing
-    every unknown key, wrong type, out-of-range value and inconsistency found.
+    A path is read as YAML (duplicate keys are an error), except a ``.json`` path, which is a
+    SLEAP <= 1.4 config converted by :func:`pipeline_lib.config.legacy.convert_legacy_config`;
+    a mapping is used as-is (not modified). Omitted keys take their documented defaults. Raises
+    ``ConfigError`` listing every unknown key, wrong type, out-of-range value and inconsistency
+    found.
     """
     if isinstance(source, Mapping):
         data: Any = source
         name = None
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
-        data = _read_yaml(path)
+        if path.suffix.lower() == ".json":
+            from pipeline_lib.config.legacy import convert_legacy_config
+
+            data = convert_legacy_config(path)
+        else:
+            data = _read_yaml(path)
         name = str(path)
     else:
         raise TypeError(

@@ -31,8 +31,9 @@ from pipeline_lib.data.instances import (
 )
 from pipeline_lib.data.transforms import coerce_channels, make_transform
 
-FULL_FRAME_HEADS = ("single_instance", "centroid")
-CROP_HEADS = ("centered_instance",)
+FULL_FRAME_HEADS = ("single_instance", "centroid", "bottomup", "multi_class_bottomup")
+CROP_HEADS = ("centered_instance", "multi_class_topdown")
+CLASS_HEADS = ("multi_class_bottomup", "multi_class_topdown")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SampleSpec:
     ensure_grayscale: bool
     crop_size: int | None = None
     crop_margin: int = 0
+    classes: tuple[str, ...] = ()  # track names that are the classes of multi-class models
 
 
 def crop_margin_for(crop_size: int, max_stride: int, augment: bool) -> int:
@@ -61,9 +63,11 @@ def crop_margin_for(crop_size: int, max_stride: int, augment: bool) -> int:
 
 
 class PoseSampleDataset(Dataset):
-    """In-memory samples: ``{"image": uint8 (C, H, W), "points": float32 (I, N, 2)}``.
+    """In-memory samples: ``{"image": uint8 (C, H, W), "points": float32 (I, N, 2),
+    "class_ids": int64 (I,)}``.
 
-    ``I`` is padded with NaN to the largest instance count so default collation stacks batches.
+    ``I`` is padded with NaN (and class -1) to the largest instance count so default collation
+    stacks batches. ``class_ids`` index ``spec.classes`` by track name (-1: no class).
     """
 
     def __init__(self, labels: sio.Labels, frames: list[np.ndarray], spec: SampleSpec) -> None:
@@ -73,34 +77,49 @@ class PoseSampleDataset(Dataset):
             )
         images: list[np.ndarray] = []
         points: list[np.ndarray] = []
+        class_ids: list[np.ndarray] = []
+        class_index = {name: i for i, name in enumerate(spec.classes)}
         for lf, frame in zip(labels.labeled_frames, frames, strict=True):
             image, pts = _preprocess(frame, frame_points(lf, spec.node_indices), spec)
+            ids = np.array(
+                [class_index.get(i.track.name, -1) if i.track else -1 for i in lf.instances],
+                dtype=np.int64,
+            )
             if spec.head == "single_instance":
                 images.append(image)
                 points.append(pts[:1])
+                class_ids.append(ids[:1])
             elif spec.head == "centroid":
-                anchors = instance_anchors(pts, spec.anchor_index)
                 images.append(image)
-                points.append(anchors[:, None, :])
-            elif spec.head == "centered_instance":
+                points.append(instance_anchors(pts, spec.anchor_index)[:, None, :])
+                class_ids.append(ids)
+            elif spec.head in ("bottomup", "multi_class_bottomup"):
+                images.append(image)
+                points.append(pts)
+                class_ids.append(ids)
+            elif spec.head in CROP_HEADS:
                 anchors = instance_anchors(pts, spec.anchor_index)
                 size = int(spec.crop_size) + 2 * spec.crop_margin
                 keep = np.isfinite(anchors).all(axis=1)
                 offsets = crop_offsets(anchors[keep], size)
                 crops = extract_crops(image, offsets, size)
-                for crop, off, inst in zip(crops, offsets, pts[keep], strict=True):
+                for crop, off, inst, cid in zip(crops, offsets, pts[keep], ids[keep], strict=True):
                     images.append(crop)
                     points.append((inst - off)[None])
+                    class_ids.append(np.array([cid]))
             else:
-                raise ValueError(f"Model type '{spec.head}' has no training samples yet")
+                raise ValueError(f"Unknown model type '{spec.head}'")
         if not images:
             raise ValueError("No training samples: every instance lacks visible points")
         max_inst = max(p.shape[0] for p in points)
         n_nodes = points[0].shape[1]
         padded = np.full((len(points), max_inst, n_nodes, 2), np.nan, dtype=np.float32)
-        for i, p in enumerate(points):
+        padded_ids = np.full((len(points), max_inst), -1, dtype=np.int64)
+        for i, (p, c) in enumerate(zip(points, class_ids, strict=True)):
             padded[i, : p.shape[0]] = p
+            padded_ids[i, : c.shape[0]] = c
         self.points = torch.from_numpy(padded)
+        self.class_ids = torch.from_numpy(padded_ids)
         shapes = {img.shape for img in images}
         if len(shapes) != 1:
             raise ValueError(
@@ -113,7 +132,11 @@ class PoseSampleDataset(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[idx], "points": self.points[idx]}
+        return {
+            "image": self.images[idx],
+            "points": self.points[idx],
+            "class_ids": self.class_ids[idx],
+        }
 
 
 def _preprocess(

@@ -10,6 +10,7 @@ import sleap_io as sio
 import torch
 
 from pipeline_lib.data.cache import decode_labelled_frames
+from pipeline_lib.evaluation.identity import identity_accuracy
 from pipeline_lib.evaluation.pose_metrics import evaluate_labels, save_pose_metrics
 from pipeline_lib.inference.predictors import InferenceOptions, make_predictor, to_labeled_frame
 from pipeline_lib.io.labels import load_labels, save_labels
@@ -21,12 +22,18 @@ def predict_labelled_frames(labels: sio.Labels, predictor, threads: int = 1) -> 
     """Predictions for exactly the labelled frames of ``labels`` (same videos, same indices)."""
     frames = decode_labelled_frames(labels, threads, desc="decode eval frames")
     preds = predictor.predict(frames)
+    tracks: dict[str, sio.Track] = {}
     out = [
-        to_labeled_frame(pred, lf.video, lf.frame_idx, predictor.skeleton)
+        to_labeled_frame(pred, lf.video, lf.frame_idx, predictor.skeleton, tracks)
         for lf, pred in zip(labels.labeled_frames, preds, strict=True)
         if len(pred.points)
     ]
-    return sio.Labels(labeled_frames=out, videos=labels.videos, skeletons=[predictor.skeleton])
+    return sio.Labels(
+        labeled_frames=out,
+        videos=labels.videos,
+        skeletons=[predictor.skeleton],
+        tracks=list(tracks.values()),
+    )
 
 
 def evaluate_model(
@@ -49,6 +56,9 @@ def evaluate_model(
     if gt.labeled_frames:
         pr = predict_labelled_frames(gt, predictor, threads)
         metrics, arrays = evaluate_labels(gt, pr, return_arrays=True)
+        identity = identity_accuracy(gt, pr, arrays)
+        if identity is not None:
+            metrics["identity"] = identity
     else:
         pr = sio.Labels(videos=gt.videos, skeletons=[predictor.skeleton])
         metrics, arrays = {"n_frames": 0, "note": f"{labels_path} has no labelled frames"}, {}

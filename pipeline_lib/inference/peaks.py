@@ -126,6 +126,13 @@ def find_local_peaks(
     b, c, h, w = cms.shape
     pooled = F.max_pool2d(cms, kernel_size=3, stride=1, padding=1)
     is_peak = (cms == pooled) & (cms >= threshold)
+    # Tie-break: a plateau of equal maxima (a Gaussian exactly between two cells) must give one
+    # peak, not two; keep the cell that is strictly greater than its left/upper neighbours.
+    left = F.pad(cms, (1, 0, 0, 0), value=float("-inf"))[..., :, :-1]
+    up = F.pad(cms, (0, 0, 1, 0), value=float("-inf"))[..., :-1, :]
+    up_left = F.pad(cms, (1, 0, 1, 0), value=float("-inf"))[..., :-1, :-1]
+    up_right = F.pad(cms, (0, 1, 1, 0), value=float("-inf"))[..., :-1, 1:]
+    is_peak &= (cms > left) & (cms > up) & (cms > up_left) & (cms > up_right)
     sample_idx, channel_idx, rows, cols = is_peak.nonzero(as_tuple=True)
     values = cms[sample_idx, channel_idx, rows, cols]
     flat = cms.reshape(b * c, h * w)

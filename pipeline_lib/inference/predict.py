@@ -19,6 +19,7 @@ import sleap_io as sio
 import torch
 
 from pipeline_lib import __version__
+from pipeline_lib.inference.frames import parse_frame_selection
 from pipeline_lib.inference.predictors import InferenceOptions, make_predictor, to_labeled_frame
 from pipeline_lib.io.labels import save_labels
 from pipeline_lib.io.progress import Progress
@@ -33,26 +34,35 @@ def predict_video(
     out_path: str | os.PathLike,
     options: dict | InferenceOptions | None = None,
     threads: int = 1,
+    frames: str | None = None,
 ) -> dict:
-    """Predict every frame of ``video_path`` and save the predictions to ``out_path``."""
+    """Predict the frames of ``video_path`` (all, or a selection such as ``"0-99,150"``) and
+    save the predictions to ``out_path``."""
     torch.set_num_threads(max(1, int(threads)))
     opts = options if isinstance(options, InferenceOptions) else InferenceOptions.from_dict(options)
     predictor = make_predictor(model_dirs, opts)
     video = open_video(video_path)
-    n_frames = video.shape[0]
+    selected = parse_frame_selection(frames, video.shape[0])
+    n_frames = len(selected)
     started = time.time()
     progress = Progress(n_frames, f"predict {os.path.basename(str(video_path))}")
     frames_out: list[sio.LabeledFrame] = []
+    tracks: dict[str, sio.Track] = {}
     n_instances = 0
-    for indices, frames in _batches(video, opts.batch_size * 2):
-        for idx, pred in zip(indices, predictor.predict(frames), strict=True):
+    for indices, images in _batches(video, selected, opts.batch_size * 2):
+        for idx, pred in zip(indices, predictor.predict(images), strict=True):
             if len(pred.points):
-                frames_out.append(to_labeled_frame(pred, video, idx, predictor.skeleton))
+                frames_out.append(to_labeled_frame(pred, video, idx, predictor.skeleton, tracks))
                 n_instances += len(pred.points)
         progress.update(len(indices))
     progress.close()
     elapsed = time.time() - started
-    labels = sio.Labels(labeled_frames=frames_out, videos=[video], skeletons=[predictor.skeleton])
+    labels = sio.Labels(
+        labeled_frames=frames_out,
+        videos=[video],
+        skeletons=[predictor.skeleton],
+        tracks=list(tracks.values()),
+    )
     labels.provenance.update(
         {
             "pipeline_lib_version": __version__,
@@ -73,15 +83,17 @@ def predict_video(
     return summary
 
 
-def _batches(video: sio.Video, size: int) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-    """Yield (frame indices, frames) in order, decoded by a background thread."""
+def _batches(
+    video: sio.Video, selected: list[int], size: int
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """Yield (frame indices, frames) of ``selected`` in order, decoded by a background thread."""
     q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
 
     def reader() -> None:
         try:
             idx_buf, frame_buf = [], []
-            for i in range(video.shape[0]):
+            for i in selected:
                 if stop.is_set():
                     return
                 frame = np.asarray(video[i])

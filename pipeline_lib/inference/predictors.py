@@ -19,7 +19,7 @@ from pipeline_lib.data.instances import crop_offsets, extract_crops, node_indice
 from pipeline_lib.data.transforms import FrameTransform, coerce_channels, make_transform
 from pipeline_lib.devices import pick_device
 from pipeline_lib.inference.peaks import find_global_peaks, find_local_peaks
-from pipeline_lib.training.run_dir import TrainedModel, load_trained_model
+from pipeline_lib.training.run_dir import TrainedModel, backbone_of, load_trained_model
 
 
 @dataclass
@@ -32,6 +32,13 @@ class InferenceOptions:
     integral_patch_size: int = 5
     max_instances: int | None = None
     device: str = "auto"
+    # Bottom-up grouping (see pipeline_lib.inference.paf_grouping for their meaning).
+    paf_n_points: int = 10
+    max_edge_length_ratio: float = 0.25
+    dist_penalty_weight: float = 1.0
+    min_line_scores: float = 0.25
+    min_instance_peaks: int | float = 0
+    max_peaks_per_node: int = 32  # strongest peaks kept per node and frame before grouping
 
     @classmethod
     def from_dict(cls, data: dict | None) -> InferenceOptions:
@@ -61,6 +68,8 @@ class FrameInstances:
     point_scores: np.ndarray  # (I, N)
     scores: np.ndarray  # (I,)
     extra: dict = field(default_factory=dict)
+    tracks: list[str | None] | None = None  # identities from multi-class models
+    track_scores: np.ndarray | None = None
 
 
 class _ModelRunner:
@@ -71,8 +80,8 @@ class _ModelRunner:
         self.device = device
         pre = trained.preprocessing
         self.pre = pre
-        backbone = trained.config["model_config"]["backbone_config"]["unet"]
-        self.max_stride = int(backbone["max_stride"]) * int(backbone.get("stem_stride") or 1)
+        _, backbone = backbone_of(trained.config["model_config"])
+        self.max_stride = int(backbone["max_stride"])
         self.output_stride = int(trained.confmaps_config["output_stride"])
 
     def transform(self, frame_hw: tuple[int, int], stride: int | None = None) -> FrameTransform:
@@ -88,11 +97,19 @@ class _ModelRunner:
         return coerce_channels(frame, self.pre["ensure_rgb"], self.pre["ensure_grayscale"])
 
     @torch.inference_mode()
-    def confmaps(self, images: np.ndarray) -> torch.Tensor:
-        """(B, H, W, C) uint8 -> (B, N, h, w) confidence maps on the device."""
+    def outputs(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        """(B, H, W, C) uint8 -> every head's output (float32) on the device."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        return self.trained.model(x)["confmaps"].float()
+        return {k: v.float() for k, v in self.trained.model(x).items()}
+
+    def confmaps(self, images: np.ndarray) -> torch.Tensor:
+        """(B, H, W, C) uint8 -> (B, N, h, w) confidence maps on the device."""
+        return self.outputs(images)["confmaps"]
+
+    def head_stride(self, name: str) -> int:
+        """Output stride of one of the head's sections (confmaps, pafs, class_maps)."""
+        return int(self.trained.head_config[name]["output_stride"])
 
 
 class SingleInstancePredictor:
@@ -153,14 +170,15 @@ class TopDownPredictor:
         device = pick_device(options.device)
         self.centroid = _ModelRunner(load_trained_model(centroid_dir, device), device)
         self.centered = _ModelRunner(load_trained_model(centered_dir, device), device)
-        if (
-            self.centroid.trained.head != "centroid"
-            or self.centered.trained.head != "centered_instance"
+        if self.centroid.trained.head != "centroid" or self.centered.trained.head not in (
+            "centered_instance",
+            "multi_class_topdown",
         ):
             raise ValueError(
-                f"A top-down predictor needs [centroid, centered_instance] models, got "
-                f"[{self.centroid.trained.head}, {self.centered.trained.head}]"
+                "A top-down predictor needs [centroid, centered_instance or multi_class_topdown] "
+                f"models, got [{self.centroid.trained.head}, {self.centered.trained.head}]"
             )
+        self.classes = self.centered.trained.classes
         self.skeleton = self.centered.trained.skeleton
         self.nodes = node_indices(
             self.skeleton, self.centered.trained.confmaps_config.get("part_names")
@@ -195,7 +213,6 @@ class TopDownPredictor:
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameInstances]:
         out: list[FrameInstances] = []
-        n_nodes = len(self.skeleton.node_names)
         for start in range(0, len(frames), self.options.batch_size):
             batch = frames[start : start + self.options.batch_size]
             centroids = self.find_centroids(batch)
@@ -210,54 +227,171 @@ class TopDownPredictor:
                 crops.append(extract_crops(image, offs, self.crop_size))
                 offsets.append(offs)
                 owners.extend([i] * len(offs))
-            per_frame: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
+            per_frame: list[list[tuple]] = [[] for _ in batch]
             if crops:
                 all_crops = np.concatenate(crops)
                 all_offsets = np.concatenate(offsets)
-                pts_list, vals_list = [], []
-                for s in range(0, len(all_crops), max(self.options.batch_size, 1) * 4):
+                pts_list, vals_list, probs_list = [], [], []
+                chunk = max(self.options.batch_size, 1) * 4
+                for s in range(0, len(all_crops), chunk):
+                    outputs = self.centered.outputs(all_crops[s : s + chunk])
                     p, v = find_global_peaks(
-                        self.centered.confmaps(all_crops[s : s + self.options.batch_size * 4]),
+                        outputs["confmaps"],
                         threshold=self.options.peak_threshold,
                         refinement=self.options.refinement,
                         patch_size=self.options.integral_patch_size,
                     )
                     pts_list.append(p.cpu().numpy())
                     vals_list.append(v.cpu().numpy())
+                    if "class_vectors" in outputs:
+                        probs_list.append(torch.softmax(outputs["class_vectors"], -1).cpu().numpy())
                 pts, vals = np.concatenate(pts_list), np.concatenate(vals_list)
+                probs = np.concatenate(probs_list) if probs_list else None
                 for k, owner in enumerate(owners):
                     frame_pts = tfs[owner].points_to_frame(
                         pts[k], self.centered.output_stride, crop_offset=all_offsets[k]
                     )
-                    per_frame[owner].append((frame_pts, vals[k]))
-            for items, (_, cent_vals) in zip(per_frame, centroids, strict=True):
-                if not items:
-                    out.append(_empty(n_nodes))
-                    continue
-                full = np.full((len(items), n_nodes, 2), np.nan)
-                scores = np.zeros((len(items), n_nodes))
-                for j, (p, v) in enumerate(items):
-                    full[j, self.nodes] = p
-                    scores[j, self.nodes] = np.nan_to_num(v)
-                keep = np.isfinite(full).all(axis=-1).any(axis=-1)
-                inst_scores = np.array(
-                    [_instance_score(scores[j], full[j]) for j in range(len(items))]
-                )
-                out.append(
-                    FrameInstances(
-                        full[keep],
-                        scores[keep],
-                        inst_scores[keep],
-                        {"centroid_scores": cent_vals[keep]},
+                    per_frame[owner].append(
+                        (frame_pts, vals[k], None if probs is None else probs[k])
                     )
-                )
+            for items, (_, cent_vals) in zip(per_frame, centroids, strict=True):
+                out.append(self._assemble(items, cent_vals))
         return out
+
+    def _assemble(self, items: list[tuple], cent_vals: np.ndarray) -> FrameInstances:
+        """One frame's crops -> instances (with identities for a multi-class model)."""
+        n_nodes = len(self.skeleton.node_names)
+        if not items:
+            return _empty(n_nodes)
+        full = np.full((len(items), n_nodes, 2), np.nan)
+        scores = np.zeros((len(items), n_nodes))
+        for j, (p, v, _) in enumerate(items):
+            full[j, self.nodes] = p
+            scores[j, self.nodes] = np.nan_to_num(v)
+        keep = np.isfinite(full).all(axis=-1).any(axis=-1)
+        inst_scores = np.array([_instance_score(scores[j], full[j]) for j in range(len(items))])
+        result = FrameInstances(
+            full[keep], scores[keep], inst_scores[keep], {"centroid_scores": cent_vals[keep]}
+        )
+        if self.classes and keep.any():
+            from pipeline_lib.inference.class_assignment import assign_instances_by_class_vectors
+
+            probs = np.stack([items[j][2] for j in np.flatnonzero(keep)])
+            class_idx, class_scores = assign_instances_by_class_vectors(probs)
+            result.tracks = [self.classes[c] if c >= 0 else None for c in class_idx]
+            result.track_scores = np.asarray(class_scores, dtype=float)
+        return result
+
+
+class BottomUpPredictor:
+    """Every part peak of a frame, grouped into animals by part affinity fields or, for a
+    multi-class model, by class maps (which also name each animal)."""
+
+    def __init__(self, model_dir: str | os.PathLike, options: InferenceOptions) -> None:
+        self.options = options
+        device = pick_device(options.device)
+        self.runner = _ModelRunner(load_trained_model(model_dir, device), device)
+        trained = self.runner.trained
+        if trained.head not in ("bottomup", "multi_class_bottomup"):
+            raise ValueError(f"{model_dir} is a {trained.head} model, not a bottom-up one")
+        self.skeleton = trained.skeleton
+        self.nodes = node_indices(self.skeleton, trained.confmaps_config.get("part_names"))
+        self.classes = trained.classes
+        if trained.head == "bottomup":
+            parts = trained.confmaps_config["part_names"]
+            self.edges = np.array(
+                [
+                    [e if isinstance(e, int) else parts.index(e) for e in pair]
+                    for pair in trained.head_config["pafs"]["edges"]
+                ],
+                dtype=np.int64,
+            ).reshape(-1, 2)
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[FrameInstances]:
+        out: list[FrameInstances] = []
+        opts = self.options
+        for start in range(0, len(frames), opts.batch_size):
+            batch = frames[start : start + opts.batch_size]
+            tfs = [self.runner.transform(f.shape[:2]) for f in batch]
+            images = np.stack(
+                [
+                    tf.image_to_model(self.runner.prepare(f))
+                    for tf, f in zip(tfs, batch, strict=True)
+                ]
+            )
+            outputs = self.runner.outputs(images)
+            pts, vals, sample, chan = (
+                t.cpu().numpy()
+                for t in find_local_peaks(
+                    outputs["confmaps"],
+                    threshold=opts.peak_threshold,
+                    refinement=opts.refinement,
+                    patch_size=opts.integral_patch_size,
+                )
+            )
+            for i, tf in enumerate(tfs):
+                sel = _strongest_per_channel(sample == i, vals, chan, opts.max_peaks_per_node)
+                out.append(self._frame(outputs, i, tf, pts[sel], vals[sel], chan[sel]))
+        return out
+
+    def _frame(self, outputs: dict, i: int, tf: FrameTransform, pts, vals, chan) -> FrameInstances:
+        opts = self.options
+        n_parts = len(self.nodes)
+        cms_stride = self.runner.output_stride
+        tracks = None
+        if self.classes:
+            from pipeline_lib.inference.class_assignment import classify_peaks_by_class_maps
+
+            points, point_scores, inst_scores = classify_peaks_by_class_maps(
+                pts,
+                vals,
+                chan,
+                outputs["class_maps"][i].cpu().numpy(),
+                n_parts,
+                stride=self.runner.head_stride("class_maps"),
+                cms_stride=cms_stride,
+            )
+            tracks = list(self.classes)
+        else:
+            from pipeline_lib.inference.paf_grouping import group_instances
+
+            points, point_scores, inst_scores = group_instances(
+                pts,
+                vals,
+                chan,
+                outputs["pafs"][i].cpu().numpy(),
+                self.edges,
+                n_parts,
+                paf_stride=self.runner.head_stride("pafs"),
+                cms_stride=cms_stride,
+                n_points=opts.paf_n_points,
+                max_edge_length_ratio=opts.max_edge_length_ratio,
+                dist_penalty_weight=opts.dist_penalty_weight,
+                min_line_scores=opts.min_line_scores,
+                min_instance_peaks=opts.min_instance_peaks,
+                max_instances=opts.max_instances,
+            )
+        n_nodes = len(self.skeleton.node_names)
+        full = np.full((len(points), n_nodes, 2), np.nan)
+        scores = np.zeros((len(points), n_nodes))
+        if len(points):
+            full[:, self.nodes] = tf.points_to_frame(np.asarray(points), cms_stride)
+            scores[:, self.nodes] = np.nan_to_num(np.asarray(point_scores))
+        keep = np.isfinite(full).all(axis=-1).any(axis=-1)
+        result = FrameInstances(full[keep], scores[keep], np.asarray(inst_scores, float)[keep])
+        if tracks is not None:
+            result.tracks = [t for t, k in zip(tracks, keep, strict=True) if k]
+        return result
 
 
 def make_predictor(model_dirs: Sequence[str | os.PathLike], options: InferenceOptions):
-    """The predictor for a list of run directories: [single_instance] or [centroid, centered]."""
+    """The predictor for a list of run directories: [single_instance], [bottomup],
+    [multi_class_bottomup], or [centroid, centered_instance / multi_class_topdown]."""
     dirs = list(model_dirs)
     if len(dirs) == 1:
+        head = _head_of_dir(dirs[0])
+        if head in ("bottomup", "multi_class_bottomup"):
+            return BottomUpPredictor(dirs[0], options)
         return SingleInstancePredictor(dirs[0], options)
     if len(dirs) == 2:
         return TopDownPredictor(dirs[0], dirs[1], options)
@@ -266,20 +400,65 @@ def make_predictor(model_dirs: Sequence[str | os.PathLike], options: InferenceOp
     )
 
 
+def _head_of_dir(model_dir: str | os.PathLike) -> str:
+    """Model type recorded in a run directory's resolved config."""
+    import yaml
+
+    from pipeline_lib.training.run_dir import TRAINING_CONFIG, head_of
+
+    path = os.path.join(model_dir, TRAINING_CONFIG)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model folder {model_dir} has no {TRAINING_CONFIG}")
+    with open(path) as fh:
+        return head_of(yaml.safe_load(fh))[0]
+
+
 def to_labeled_frame(
-    pred: FrameInstances, video: sio.Video, frame_idx: int, skeleton: sio.Skeleton
+    pred: FrameInstances,
+    video: sio.Video,
+    frame_idx: int,
+    skeleton: sio.Skeleton,
+    tracks: dict[str, sio.Track] | None = None,
 ) -> sio.LabeledFrame:
-    """A SLEAP labelled frame of PredictedInstances from one frame's predictions."""
-    instances = [
-        sio.PredictedInstance.from_numpy(
-            pred.points[i],
-            skeleton=skeleton,
-            point_scores=pred.point_scores[i],
-            score=float(pred.scores[i]),
+    """A SLEAP labelled frame of PredictedInstances from one frame's predictions.
+
+    ``tracks`` maps identity names to the Track objects shared across frames; it is filled as
+    new names appear (multi-class models).
+    """
+    tracks = {} if tracks is None else tracks
+    instances = []
+    for i in range(len(pred.points)):
+        name = pred.tracks[i] if pred.tracks is not None else None
+        track = tracks.setdefault(name, sio.Track(name=name)) if name is not None else None
+        instances.append(
+            sio.PredictedInstance.from_numpy(
+                pred.points[i],
+                skeleton=skeleton,
+                point_scores=pred.point_scores[i],
+                score=float(pred.scores[i]),
+                track=track,
+                tracking_score=float(pred.track_scores[i])
+                if track is not None and pred.track_scores is not None
+                else None,
+            )
         )
-        for i in range(len(pred.points))
-    ]
     return sio.LabeledFrame(video=video, frame_idx=int(frame_idx), instances=instances)
+
+
+def _strongest_per_channel(
+    mask: np.ndarray, vals: np.ndarray, chan: np.ndarray, k: int
+) -> np.ndarray:
+    """Indices of at most ``k`` highest peaks per channel among ``mask``.
+
+    Grouping scores every pair of candidate peaks along every edge, so a noisy map with
+    hundreds of weak maxima would cost quadratic time for nothing.
+    """
+    idx = np.flatnonzero(mask)
+    keep = []
+    for c in np.unique(chan[idx]):
+        members = idx[chan[idx] == c]
+        keep.append(members[np.argsort(-vals[members], kind="stable")[:k]])
+    return np.sort(np.concatenate(keep)) if keep else idx
 
 
 def _instance_score(point_scores: np.ndarray, points: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("classical",)
+METHODS = ("classical", "identity")
 SIMILARITIES = ("oks", "iou", "centroid")
 
 
@@ -31,7 +31,8 @@ class TrackerOptions:
     1/N of the rate, and frames absent from the file do not count towards a gap.
 
     Attributes:
-        method: tracker family; only ``"classical"`` for now.
+        method: ``"classical"`` (windowed Hungarian matching) or ``"identity"`` (keep the tracks a
+            multi-class model assigned).
         window_size: how many past processed frames supply candidate instances of each track.
         similarity: ``"oks"`` (object keypoint similarity), ``"iou"`` (boxes of visible points)
             or ``"centroid"`` (distance of mean visible points, relative to animal size).

@@ -17,6 +17,7 @@ import sleap_io as sio
 from pipeline_lib.io.atomic import atomic_path
 from pipeline_lib.io.labels import load_labels, save_labels
 from pipeline_lib.tracking.classical import ClassicalTracker
+from pipeline_lib.tracking.identity import IdentityTracker
 from pipeline_lib.tracking.options import TrackerOptions
 
 
@@ -32,6 +33,8 @@ def build_tracker(options: Mapping[str, Any] | TrackerOptions | None) -> Tracker
         options = TrackerOptions.from_dict(options)
     if options.method == "classical":
         return ClassicalTracker(options)
+    if options.method == "identity":
+        return IdentityTracker()
     raise ValueError(f"No tracker for method {options.method!r}")  # pragma: no cover
 
 

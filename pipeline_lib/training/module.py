@@ -1,24 +1,32 @@
-"""LightningModule for confidence-map models (single instance, centroid, centered instance).
+"""LightningModule for every model type: targets per head, weighted multi-head loss.
 
-Batches arrive as uint8 images and keypoints; augmentation, the final centre crop of top-down
-samples and the confidence-map targets are made here, batched on the training device.
+Batches arrive as uint8 images, keypoints and class ids; augmentation, the final centre crop of
+top-down samples and the targets of each head (confidence maps, part affinity fields, class
+maps, class vectors) are made here, batched on the training device.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from pipeline_lib.data.augmentation import augment_batch
 from pipeline_lib.data.confmaps import make_confmaps, make_multi_instance_confmaps
 from pipeline_lib.models.model import build_model
+from pipeline_lib.models.pretrained import load_pretrained
 from pipeline_lib.training.losses import confmap_loss, ohkm_loss
 
+log = logging.getLogger(__name__)
 
-class ConfmapModule(L.LightningModule):
-    """Trains a :class:`PoseModel` whose one head outputs confidence maps."""
+MULTI_INSTANCE_CONFMAPS = ("bottomup", "multi_class_bottomup")
+
+
+class PoseModule(L.LightningModule):
+    """Trains a :class:`PoseModel`; ``head_configs`` is the active head's config section."""
 
     def __init__(
         self,
@@ -26,27 +34,40 @@ class ConfmapModule(L.LightningModule):
         head: str,
         n_nodes: int,
         in_channels: int,
-        sigma: float,
-        output_stride: int,
         augmentation: dict | None,
         optimizer: dict,
         lr_scheduler: dict,
         ohkm: dict | None,
         crop_size: int | None = None,
-        crop_margin: int = 0,
         seed: int | None = None,
+        edges: list[tuple[int, int]] | None = None,
+        n_classes: int | None = None,
     ) -> None:
         super().__init__()
-        self.model = build_model(model_config, n_nodes=n_nodes, in_channels=in_channels)
         self.head = head
-        self.sigma = float(sigma)
-        self.output_stride = int(output_stride)
-        self.augmentation = augmentation
+        self.head_cfg = model_config["head_configs"][head]
+        self.edges = [tuple(e) for e in (edges or [])]
+        self.n_classes = n_classes
+        self.model = build_model(
+            model_config,
+            n_nodes=n_nodes,
+            in_channels=in_channels,
+            n_edges=len(self.edges) if head == "bottomup" else None,
+            n_classes=n_classes,
+            input_hw=(int(crop_size), int(crop_size)) if crop_size else None,
+        )
+        self.pretrained_summary = load_pretrained(
+            self.model,
+            model_config.get("pretrained_backbone_weights"),
+            model_config.get("pretrained_head_weights"),
+        )
+        if self.pretrained_summary:
+            log.info("Initialised from pretrained weights: %s", self.pretrained_summary)
+        self.augmentation = _without_mixup(augmentation) if n_classes else augmentation
         self.optimizer_cfg = optimizer
         self.lr_scheduler_cfg = lr_scheduler or {}
         self.ohkm = ohkm if ohkm and ohkm.get("online_mining") else None
         self.crop_size = crop_size
-        self.crop_margin = int(crop_margin)
         self._aug_seed = seed
         self._generator: torch.Generator | None = None
 
@@ -60,11 +81,10 @@ class ConfmapModule(L.LightningModule):
             self._generator.manual_seed(int(self._aug_seed) + self.global_step)
         return self._generator
 
-    def _prepare(
-        self, batch: dict[str, torch.Tensor], augment: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prepare(self, batch: dict[str, torch.Tensor], augment: bool) -> tuple[torch.Tensor, dict]:
         images = batch["image"].float() / 255.0
         points = batch["points"].float()
+        class_ids = batch["class_ids"]
         if augment and self.augmentation is not None:
             images, points = augment_batch(
                 images, points, self.augmentation, self._generator_for(images.device)
@@ -75,38 +95,84 @@ class ConfmapModule(L.LightningModule):
             m = (images.shape[-1] - size) // 2
             images = images[..., m : m + size, m : m + size]
             points = points - m
-        grid_hw = (images.shape[-2] // self.output_stride, images.shape[-1] // self.output_stride)
-        if self.head == "centroid":
-            targets = make_multi_instance_confmaps(points, grid_hw, self.output_stride, self.sigma)
-        else:
-            targets = make_confmaps(points[:, 0], grid_hw, self.output_stride, self.sigma)
-        return images, targets
+        return images, self._targets(images.shape[-2:], points, class_ids)
 
-    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = confmap_loss(pred, target)
-        if self.ohkm is not None:
-            loss = loss + ohkm_loss(
-                pred,
-                target,
+    def _targets(self, hw: torch.Size, points: torch.Tensor, class_ids: torch.Tensor) -> dict:
+        """Target of every head of this model type."""
+        out: dict[str, torch.Tensor] = {}
+        cm = self.head_cfg["confmaps"]
+        stride = int(cm["output_stride"])
+        grid = (hw[0] // stride, hw[1] // stride)
+        if self.head == "centroid" or self.head in MULTI_INSTANCE_CONFMAPS:
+            out["confmaps"] = make_multi_instance_confmaps(points, grid, stride, cm["sigma"])
+        else:
+            out["confmaps"] = make_confmaps(points[:, 0], grid, stride, cm["sigma"])
+        if self.head == "bottomup":
+            from pipeline_lib.data.pafs import make_pafs
+
+            pafs = self.head_cfg["pafs"]
+            ps = int(pafs["output_stride"])
+            edges = torch.as_tensor(self.edges, dtype=torch.long, device=points.device)
+            out["pafs"] = make_pafs(points, edges, (hw[0] // ps, hw[1] // ps), ps, pafs["sigma"])
+        elif self.head == "multi_class_bottomup":
+            from pipeline_lib.data.class_targets import make_class_maps
+
+            cmaps = self.head_cfg["class_maps"]
+            cs = int(cmaps["output_stride"])
+            out["class_maps"] = make_class_maps(
+                points, class_ids, self.n_classes, (hw[0] // cs, hw[1] // cs), cs, cmaps["sigma"]
+            )
+        elif self.head == "multi_class_topdown":
+            out["class_ids"] = class_ids[:, 0]
+        return out
+
+    def _loss(self, preds: dict, targets: dict, mine: bool) -> tuple[torch.Tensor, dict]:
+        """Weighted sum over heads (``loss_weight`` null counts as 1) and the parts."""
+        parts: dict[str, torch.Tensor] = {}
+        confmaps = preds["confmaps"].float()
+        parts["confmaps"] = confmap_loss(confmaps, targets["confmaps"])
+        if mine and self.ohkm is not None:
+            parts["confmaps"] = parts["confmaps"] + ohkm_loss(
+                confmaps,
+                targets["confmaps"],
                 hard_to_easy_ratio=self.ohkm["hard_to_easy_ratio"],
                 min_hard_keypoints=self.ohkm["min_hard_keypoints"],
                 max_hard_keypoints=self.ohkm["max_hard_keypoints"],
                 loss_scale=self.ohkm["loss_scale"],
             )
-        return loss
+        if "pafs" in targets:
+            parts["pafs"] = confmap_loss(preds["pafs"].float(), targets["pafs"])
+        if "class_maps" in targets:
+            parts["class_maps"] = confmap_loss(preds["class_maps"].float(), targets["class_maps"])
+        if "class_ids" in targets:
+            labels = targets["class_ids"]
+            logits = preds["class_vectors"].float()
+            valid = labels >= 0
+            parts["class_vectors"] = (
+                F.cross_entropy(logits[valid], labels[valid]) if valid.any() else logits.sum() * 0
+            )
+        weight_keys = {"class_vectors": "class_vectors", "class_maps": "class_maps", "pafs": "pafs"}
+        total = torch.zeros((), device=confmaps.device)
+        for name, value in parts.items():
+            sec = self.head_cfg.get(weight_keys.get(name, "confmaps")) or {}
+            w = sec.get("loss_weight")
+            total = total + (1.0 if w is None else float(w)) * value
+        return total, parts
 
     # ---- Lightning hooks ----------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = self._prepare(batch, augment=True)
-        loss = self._loss(self.model(images)["confmaps"], targets)
-        self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images)
-        )
+        loss, parts = self._loss(self.model(images), targets, mine=True)
+        n = len(images)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        if len(parts) > 1:
+            for name, value in parts.items():
+                self.log(f"train_{name}_loss", value, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = self._prepare(batch, augment=False)
-        loss = confmap_loss(self.model(images)["confmaps"], targets)
+        loss, _ = self._loss(self.model(images), targets, mine=False)
         self.log(
             "val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images)
         )
@@ -150,3 +216,14 @@ class ConfmapModule(L.LightningModule):
                 },
             }
         return optimizer
+
+
+def _without_mixup(augmentation: dict | None) -> dict | None:
+    """Mixup blends two animals' images but not their identities: off for class heads."""
+    if not augmentation:
+        return augmentation
+    geo = augmentation.get("geometric") or {}
+    if geo.get("mixup_p", 0.0) > 0:
+        log.warning("mixup is not applied to multi-class models: it would blend two identities")
+        return {**augmentation, "geometric": {**geo, "mixup_p": 0.0}}
+    return augmentation

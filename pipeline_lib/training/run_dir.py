@@ -71,6 +71,23 @@ def head_of(config: dict) -> tuple[str, dict]:
     return heads[0]
 
 
+def backbone_of(model_config: dict) -> tuple[str, dict]:
+    """The one non-null backbone of a ``model_config`` dict: (name, its section)."""
+    found = [(k, v) for k, v in model_config["backbone_config"].items() if v is not None]
+    if len(found) != 1:
+        raise ValueError(f"Expected exactly one backbone, found {[k for k, _ in found]}")
+    return found[0]
+
+
+def head_classes(head_config: dict) -> list[str]:
+    """Class (track) names of a resolved multi-class head; empty for other heads."""
+    for name in ("class_maps", "class_vectors"):
+        sec = head_config.get(name)
+        if sec is not None:
+            return list(sec.get("classes") or [])
+    return []
+
+
 @dataclass
 class TrainedModel:
     """A model loaded from its run directory, ready for inference."""
@@ -90,6 +107,10 @@ class TrainedModel:
     def confmaps_config(self) -> dict:
         return self.head_config["confmaps"]
 
+    @property
+    def classes(self) -> list[str]:
+        return head_classes(self.head_config)
+
 
 def load_trained_model(
     run_dir: str | os.PathLike, device: str | torch.device = "cpu"
@@ -108,8 +129,21 @@ def load_trained_model(
     if not skeletons:
         raise ValueError(f"{cfg_path} has no data_config.skeletons; it is not a resolved config")
     skeleton = skeleton_from_dict(skeletons[0])
-    n_nodes = len(head_cfg["confmaps"].get("part_names") or skeleton.node_names)
-    model = build_model(config["model_config"], n_nodes=n_nodes)
+    n_nodes = (
+        1
+        if head == "centroid"
+        else len(head_cfg["confmaps"].get("part_names") or skeleton.node_names)
+    )
+    pafs = head_cfg.get("pafs")
+    crop = config["data_config"]["preprocessing"].get("crop_size")
+    model = build_model(
+        config["model_config"],
+        n_nodes=n_nodes,
+        n_edges=len(pafs["edges"]) if pafs else None,
+        n_classes=len(head_classes(head_cfg)) or None,
+        input_hw=(int(crop), int(crop)) if crop else None,
+        load_pre_trained_weights=False,  # best.ckpt holds the trained weights
+    )
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = ckpt.get("state_dict", ckpt)
     state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")} or state

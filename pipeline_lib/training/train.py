@@ -32,20 +32,29 @@ from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_at
 from pipeline_lib.io.labels import load_labels
 from pipeline_lib.models.model import count_parameters
 from pipeline_lib.training.callbacks import EpochLogWriter
-from pipeline_lib.training.module import ConfmapModule
+from pipeline_lib.training.module import PoseModule
 from pipeline_lib.training.run_dir import (
     BEST_CKPT,
     INITIAL_CONFIG,
     TRAINING_CONFIG,
     TRAINING_LOG,
     WORK_DIR,
+    backbone_of,
     head_of,
     skeleton_to_dict,
 )
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_HEADS = ("single_instance", "centroid", "centered_instance")
+SUPPORTED_HEADS = (
+    "single_instance",
+    "centroid",
+    "centered_instance",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+)
+CROPPED_HEADS = ("centered_instance", "multi_class_topdown")
 
 
 def train_model(
@@ -104,21 +113,19 @@ def train_model(
     val_ds = PoseSampleDataset(val, val_frames, val_spec)
     del train_frames, val_frames
 
-    head_cfg = resolved["model_config"]["head_configs"][head]["confmaps"]
-    module = ConfmapModule(
+    module = PoseModule(
         model_config=resolved["model_config"],
         head=head,
         n_nodes=1 if head == "centroid" else len(spec.node_indices),
-        in_channels=resolved["model_config"]["backbone_config"]["unet"]["in_channels"],
-        sigma=head_cfg["sigma"],
-        output_stride=head_cfg["output_stride"],
+        in_channels=backbone_of(resolved["model_config"])[1]["in_channels"],
         augmentation=cfg["data_config"]["augmentation_config"] if augment else None,
         optimizer={"name": tc["optimizer_name"], **tc["optimizer"]},
         lr_scheduler=tc["lr_scheduler"],
         ohkm=tc["online_hard_keypoint_mining"],
         crop_size=spec.crop_size,
-        crop_margin=spec.crop_margin,
         seed=run_seed,
+        edges=_edge_indices(resolved, head),
+        n_classes=len(spec.classes) or None,
     )
     resolved["model_config"]["total_params"] = count_parameters(module.model)
 
@@ -182,9 +189,7 @@ def resolve_config(
     if head == "centroid":
         nodes = list(range(len(skeleton.node_names)))
 
-    backbone = mc["backbone_config"].get("unet")
-    if backbone is None:
-        raise NotImplementedError("Only the UNet backbone is trainable yet")
+    _, backbone = backbone_of(mc)
     channels = {f.shape[-1] for f in frames}
     in_ch = {model_input_channels(c, pre["ensure_rgb"], pre["ensure_grayscale"]) for c in channels}
     if len(in_ch) != 1:
@@ -193,18 +198,41 @@ def resolve_config(
             "preprocessing.ensure_rgb or ensure_grayscale"
         )
     backbone["in_channels"] = in_ch.pop()
-    if backbone["output_stride"] != confmaps["output_stride"]:
+    head_strides = [
+        int(sec["output_stride"])
+        for name, sec in head_sec.items()
+        if isinstance(sec, dict) and name != "class_vectors" and "output_stride" in sec
+    ]
+    if backbone["output_stride"] != min(head_strides):
         log.info(
-            "Setting backbone output_stride %s to the head's %s",
+            "Setting backbone output_stride %s to the finest head stride %s",
             backbone["output_stride"],
-            confmaps["output_stride"],
+            min(head_strides),
         )
-        backbone["output_stride"] = confmaps["output_stride"]
-    max_stride = int(backbone["max_stride"]) * int(backbone.get("stem_stride") or 1)
+        backbone["output_stride"] = min(head_strides)
+    classes: list[str] = []
+    for sec_name in ("class_maps", "class_vectors"):
+        sec = head_sec.get(sec_name)
+        if sec is not None:
+            if sec.get("classes") is None:
+                sec["classes"] = [t.name for t in train.tracks]
+            classes = list(sec["classes"])
+            if not classes:
+                raise ValueError(
+                    f"{head} needs classes: the training labels have no tracks and "
+                    f"{sec_name}.classes is not set"
+                )
+    if head == "bottomup":
+        pafs = head_sec["pafs"]
+        if pafs.get("edges") is None:
+            pafs["edges"] = [
+                [a.name, b.name] for a, b in ((e.source, e.destination) for e in skeleton.edges)
+            ]
+    max_stride = int(backbone["max_stride"])
 
     crop_size = None
     crop_margin = 0
-    if head == "centered_instance":
+    if head in CROPPED_HEADS:
         crop_size = pre.get("crop_size")
         if crop_size is None:
             geo = (dc.get("augmentation_config") or {}).get("geometric") or {}
@@ -250,8 +278,29 @@ def resolve_config(
         ensure_grayscale=bool(pre["ensure_grayscale"]),
         crop_size=crop_size,
         crop_margin=crop_margin,
+        classes=tuple(classes),
     )
     return resolved, spec
+
+
+def _edge_indices(resolved: dict, head: str) -> list[tuple[int, int]]:
+    """PAF edges of a bottom-up config as (src, dst) indices into the head's part list."""
+    if head != "bottomup":
+        return []
+    head_sec = resolved["model_config"]["head_configs"][head]
+    parts = head_sec["confmaps"]["part_names"]
+    out = []
+    for src, dst in head_sec["pafs"]["edges"]:
+        pair = []
+        for node in (src, dst):
+            if isinstance(node, int):
+                pair.append(node)
+            elif node in parts:
+                pair.append(parts.index(node))
+            else:
+                raise ValueError(f"PAF edge node '{node}' is not one of the part names {parts}")
+        out.append((pair[0], pair[1]))
+    return out
 
 
 def _frames(cache_dir, split: str, labels_path, labels, threads: int) -> list[np.ndarray]:

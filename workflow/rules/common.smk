@@ -101,8 +101,13 @@ def ground_truth_path(wildcards):
 
 
 def tracking_options(wildcards):
-    """Tracker options for one video: config ``tracking`` with the manifest's max_tracks."""
+    """Tracker options for one video: config ``tracking`` with the manifest's max_tracks.
+
+    A multi-class predictor already names every animal, so its identities are kept as they are.
+    """
     options = {k: v for k, v in config["tracking"].items() if k != "enabled"}
+    if PLAN.identities_from_model:
+        options["method"] = "identity"
     max_tracks = PLAN.videos[wildcards.video].max_tracks
     if max_tracks is not None:
         options["max_tracks"] = max_tracks
