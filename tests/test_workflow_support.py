@@ -370,3 +370,19 @@ def test_snakefile_rejects_bad_config_at_parse_time(tmp_path: Path) -> None:
         "videos.paths[0]: video file not found: no/such/video.mp4"
         in missing.stderr + missing.stdout
     )
+
+
+def test_multi_class_predictor_keeps_model_identities(tmp_path: Path, shared_data: Path) -> None:
+    samples = shared_data / "sleap_nn_assets/sample_configs"
+    config = shipped_config()
+    shutil.copyfile(samples / "config_multi_class_bottomup_unet.yaml", tmp_path / "mcb.yaml")
+    shutil.copyfile(samples / "config_bottomup_unet_medium_rf.yaml", tmp_path / "bu.yaml")
+    config["models"] = {
+        "mcb": {"config": "mcb.yaml", "dataset": "demo"},
+        "bu": {"config": "bu.yaml", "dataset": "demo"},
+    }
+    config["predictor"]["models"] = ["mcb"]
+    plan = build_plan(config, demo_ids=["demo_0"], base_dir=tmp_path)
+    assert plan.identities_from_model and plan.eval_model == "mcb"
+    config["predictor"]["models"] = ["bu"]
+    assert not build_plan(config, demo_ids=["demo_0"], base_dir=tmp_path).identities_from_model
