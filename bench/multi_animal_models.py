@@ -5,7 +5,8 @@ CPU run takes minutes), on a seeded split of ``two_flies.slp``, then evaluates t
 frames: OKS mAP/mAR and, for multi-class models, identity accuracy (fraction of matched flies
 given the right name, F or M).
 
-    .venv/bin/python bench/multi_animal_models.py --steps 300 --out-dir results/bench/multi_animal
+    .venv/bin/python bench/multi_animal_models.py --steps 500 --scale 0.5 \
+        --out-dir results/bench/multi_animal
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def _config(src: Path, dst: Path, steps: int, scale: float, filters: int) -> Pat
     cfg = yaml.safe_load(src.read_text())
     cfg["data_config"]["preprocessing"]["scale"] = scale
     cfg["model_config"]["backbone_config"]["unet"]["filters"] = filters
+    # PAF sigmas in the samples (50-75 px) are meant for full-resolution frames; keep the same
+    # spread relative to the animals when the input is downscaled. Confmap sigmas stay.
+    for head in cfg["model_config"]["head_configs"].values():
+        if head and head.get("pafs"):
+            head["pafs"]["sigma"] = float(head["pafs"]["sigma"]) * scale
     tc = cfg["trainer_config"]
     epochs = 10
     tc.update(

@@ -131,6 +131,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.config.loader import ConfigError
+from pipeline_lib.io.skeleton import skeleton_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -410,18 +411,7 @@ def _skeletons(r: _LegacyReader, path: str) -> list[dict[str, Any]] | None:
         r.problems.append(f"{path}: cannot decode the SLEAP skeleton ({type(exc).__name__}: {exc})")
         return None
     skeletons = decoded if isinstance(decoded, list) else [decoded]
-    return [
-        {
-            "name": skeleton.name,
-            "nodes": [{"name": n} for n in skeleton.node_names],
-            "edges": [
-                {"source": {"name": e.source.name}, "destination": {"name": e.destination.name}}
-                for e in skeleton.edges
-            ],
-            "symmetries": [[n.name for n in sym.nodes] for sym in skeleton.symmetries],
-        }
-        for skeleton in skeletons
-    ]
+    return [skeleton_to_dict(skeleton) for skeleton in skeletons]
 
 
 # --------------------------------------------------------------------------- model_config

@@ -30,6 +30,7 @@ from pipeline_lib.data.instances import auto_crop_size, frame_points, node_indic
 from pipeline_lib.data.transforms import coerce_channels, make_transform, model_input_channels
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_atomic
 from pipeline_lib.io.labels import load_labels
+from pipeline_lib.io.skeleton import skeleton_to_dict
 from pipeline_lib.models.model import count_parameters
 from pipeline_lib.training.callbacks import EpochLogWriter
 from pipeline_lib.training.module import PoseModule
@@ -41,7 +42,6 @@ from pipeline_lib.training.run_dir import (
     WORK_DIR,
     backbone_of,
     head_of,
-    skeleton_to_dict,
 )
 
 log = logging.getLogger(__name__)
