@@ -5,7 +5,7 @@ CPU run takes minutes), on a seeded split of ``two_flies.slp``, then evaluates t
 frames: OKS mAP/mAR and, for multi-class models, identity accuracy (fraction of matched flies
 given the right name, F or M).
 
-    .venv/bin/python bench/multi_animal_models.py --steps 500 --scale 0.5 \
+    .venv/bin/python bench/multi_animal_models.py --steps 600 --scale 0.25 --confmap-sigma 2.5 \
         --out-dir results/bench/multi_animal
 """
 
@@ -35,15 +35,21 @@ PREDICTORS = {
 }
 
 
-def _config(src: Path, dst: Path, steps: int, scale: float, filters: int) -> Path:
+def _config(
+    src: Path, dst: Path, steps: int, scale: float, filters: int, lr: float, cm_sigma: float | None
+) -> Path:
     cfg = yaml.safe_load(src.read_text())
     cfg["data_config"]["preprocessing"]["scale"] = scale
     cfg["model_config"]["backbone_config"]["unet"]["filters"] = filters
-    # PAF sigmas in the samples (50-75 px) are meant for full-resolution frames; keep the same
-    # spread relative to the animals when the input is downscaled. Confmap sigmas stay.
+    # PAF and class-map sigmas in the samples (50-75 px) are meant for full-resolution frames;
+    # keep the same spread relative to the animals when the input is downscaled. Part
+    # confidence-map sigmas stay as they are.
     for head in cfg["model_config"]["head_configs"].values():
-        if head and head.get("pafs"):
-            head["pafs"]["sigma"] = float(head["pafs"]["sigma"]) * scale
+        for section in ("pafs", "class_maps"):
+            if head and head.get(section):
+                head[section]["sigma"] = float(head[section]["sigma"]) * scale
+        if head and cm_sigma is not None:
+            head["confmaps"]["sigma"] = cm_sigma
     tc = cfg["trainer_config"]
     epochs = 10
     tc.update(
@@ -60,6 +66,7 @@ def _config(src: Path, dst: Path, steps: int, scale: float, filters: int) -> Pat
         }
     )
     tc["early_stopping"]["stop_training_on_plateau"] = False
+    tc["optimizer"]["lr"] = lr  # the samples' 1e-4 is tuned for long GPU runs, not a step budget
     dst.write_text(yaml.safe_dump(cfg))
     return dst
 
@@ -71,6 +78,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--scale", type=float, default=0.25)
     p.add_argument("--filters", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--confmap-sigma", type=float, help="override every confidence-map sigma (model px)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", nargs="*", choices=list(PREDICTORS), help="model types to run")
     a = p.parse_args()
@@ -86,7 +97,15 @@ def main() -> None:
         for name in PREDICTORS[kind]:
             run = out / "models" / name.removesuffix(".yaml")
             if not (run / "best.ckpt").exists():
-                cfg = _config(data / SAMPLES / name, out / name, a.steps, a.scale, a.filters)
+                cfg = _config(
+                    data / SAMPLES / name,
+                    out / name,
+                    a.steps,
+                    a.scale,
+                    a.filters,
+                    a.lr,
+                    a.confmap_sigma,
+                )
                 t0 = time.time()
                 train_model(cfg, splits["train"], splits["val"], out / "cache", run, a.threads)
                 seconds += time.time() - t0
