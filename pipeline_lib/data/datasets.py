@@ -6,11 +6,16 @@ confidence-map targets, the final crop — is done batched on the training devic
 LightningModule, which is much faster than per-sample work in DataLoader workers.
 
 Samples:
-    single_instance   full frame, points (1, N, 2) of its first instance
-    centroid          full frame, points (I, 1, 2): one anchor per instance
-    centered_instance a crop of ``crop_size + 2 * margin`` around each instance's anchor, points
-                      (1, N, 2) of that instance; the margin lets rotation/translation augmentation
-                      happen before the final centre crop without black corners.
+    single_instance       full frame, points (1, N, 2) of its first instance
+    centroid              full frame, points (I, 1, 2): one anchor per instance
+    bottomup,
+    multi_class_bottomup  full frame, points (I, N, 2) of every instance
+    centered_instance,
+    multi_class_topdown   a crop of ``crop_size + 2 * margin`` around each instance's anchor,
+                          points (1, N, 2) of that instance; the margin lets rotation/translation
+                          augmentation happen before the final centre crop without black corners.
+Every sample also carries the class id of each instance (its track's index in the classes of a
+multi-class model, -1 otherwise).
 """
 
 from __future__ import annotations
@@ -31,9 +36,7 @@ from pipeline_lib.data.instances import (
 )
 from pipeline_lib.data.transforms import coerce_channels, make_transform
 
-FULL_FRAME_HEADS = ("single_instance", "centroid", "bottomup", "multi_class_bottomup")
 CROP_HEADS = ("centered_instance", "multi_class_topdown")
-CLASS_HEADS = ("multi_class_bottomup", "multi_class_topdown")
 
 
 @dataclass(frozen=True)

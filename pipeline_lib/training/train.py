@@ -25,7 +25,12 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from pipeline_lib.config import config_to_dict, load_training_config
 from pipeline_lib.data.cache import decode_labelled_frames, file_sha256, read_cached_frames
-from pipeline_lib.data.datasets import PoseSampleDataset, SampleSpec, crop_margin_for
+from pipeline_lib.data.datasets import (
+    CROP_HEADS,
+    PoseSampleDataset,
+    SampleSpec,
+    crop_margin_for,
+)
 from pipeline_lib.data.instances import auto_crop_size, frame_points, node_indices
 from pipeline_lib.data.transforms import coerce_channels, make_transform, model_input_channels
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_atomic
@@ -54,7 +59,6 @@ SUPPORTED_HEADS = (
     "multi_class_bottomup",
     "multi_class_topdown",
 )
-CROPPED_HEADS = ("centered_instance", "multi_class_topdown")
 
 
 def train_model(
@@ -232,7 +236,7 @@ def resolve_config(
 
     crop_size = None
     crop_margin = 0
-    if head in CROPPED_HEADS:
+    if head in CROP_HEADS:
         crop_size = pre.get("crop_size")
         if crop_size is None:
             geo = (dc.get("augmentation_config") or {}).get("geometric") or {}
