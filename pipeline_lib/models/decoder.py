@@ -36,7 +36,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pipeline_lib.models.unet import ConvBlock, UpBlock
+from pipeline_lib.models.unet import ConvBlock, UpBlock, check_backbone_input
 
 
 def log2_exact(value: int, where: str) -> int:
@@ -217,17 +217,7 @@ class StageBackbone(nn.Module):
         self.out_channels: int = self.decoder.out_channels
 
     def _check_input(self, x: torch.Tensor) -> None:
-        name = type(self).__name__
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{name} expects (B, {self.in_channels}, H, W) input, got {tuple(x.shape)}"
-            )
-        h, w = x.shape[-2:]
-        if h % self.max_stride or w % self.max_stride:
-            raise ValueError(
-                f"{name} input H, W = {h}, {w} must be multiples of max_stride={self.max_stride};"
-                " pad the image (the preprocessing chain does this)"
-            )
+        check_backbone_input(x, self.in_channels, self.max_stride, type(self).__name__)
 
     def forward_features(self, x: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
         """Run the network; return ({stride: decoder features}, bottleneck)."""

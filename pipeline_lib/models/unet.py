@@ -283,16 +283,7 @@ class UNet(nn.Module):
         self.stride_channels: dict[int, int] = dict(last.stride_channels)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"UNet expects (B, {self.in_channels}, H, W) input, got {tuple(x.shape)}"
-            )
-        h, w = x.shape[-2:]
-        if h % self.max_stride or w % self.max_stride:
-            raise ValueError(
-                f"UNet input H, W = {h}, {w} must be multiples of max_stride={self.max_stride};"
-                " pad the image (the preprocessing chain does this)"
-            )
+        check_backbone_input(x, self.in_channels, self.max_stride, "UNet")
 
     def forward_features(self, x: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
         """Run the network; return ({stride: last-stack decoder features}, bottleneck)."""
@@ -360,3 +351,15 @@ class UNet(nn.Module):
         kwargs["middle_block"] = bool(kwargs["middle_block"])
         kwargs["up_interpolate"] = bool(kwargs["up_interpolate"])
         return cls(**kwargs)
+
+
+def check_backbone_input(x: torch.Tensor, in_channels: int, max_stride: int, name: str) -> None:
+    """Reject inputs a backbone cannot take, with a message that says what to fix."""
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"{name} expects (B, {in_channels}, H, W) input, got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % max_stride or w % max_stride:
+        raise ValueError(
+            f"{name} input H, W = {h}, {w} must be multiples of max_stride={max_stride};"
+            " pad the image (the preprocessing chain does this)"
+        )
