@@ -93,6 +93,14 @@ class _ModelRunner:
             self.pre.get("max_width"),
         )
 
+    def full_frames(self, frames: Sequence[np.ndarray]) -> tuple[list[FrameTransform], np.ndarray]:
+        """Each frame's transform and the stacked (B, H, W, C) model inputs of a batch."""
+        tfs = [self.transform(f.shape[:2]) for f in frames]
+        images = np.stack(
+            [tf.image_to_model(self.prepare(f)) for tf, f in zip(tfs, frames, strict=True)]
+        )
+        return tfs, images
+
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         return coerce_channels(frame, self.pre["ensure_rgb"], self.pre["ensure_grayscale"])
 
@@ -127,13 +135,7 @@ class SingleInstancePredictor:
         out: list[FrameInstances] = []
         for start in range(0, len(frames), self.options.batch_size):
             batch = frames[start : start + self.options.batch_size]
-            tfs = [self.runner.transform(f.shape[:2]) for f in batch]
-            images = np.stack(
-                [
-                    tf.image_to_model(self.runner.prepare(f))
-                    for tf, f in zip(tfs, batch, strict=True)
-                ]
-            )
+            tfs, images = self.runner.full_frames(batch)
             pts, vals = find_global_peaks(
                 self.runner.confmaps(images),
                 threshold=self.options.peak_threshold,
@@ -190,10 +192,7 @@ class TopDownPredictor:
 
     def find_centroids(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Anchor points (K, 2) in frame pixels and their confidences, per frame."""
-        tfs = [self.centroid.transform(f.shape[:2]) for f in frames]
-        images = np.stack(
-            [tf.image_to_model(self.centroid.prepare(f)) for tf, f in zip(tfs, frames, strict=True)]
-        )
+        tfs, images = self.centroid.full_frames(frames)
         pts, vals, sample, _ = find_local_peaks(
             self.centroid.confmaps(images),
             threshold=self.options.peak_threshold,
@@ -312,13 +311,7 @@ class BottomUpPredictor:
         opts = self.options
         for start in range(0, len(frames), opts.batch_size):
             batch = frames[start : start + opts.batch_size]
-            tfs = [self.runner.transform(f.shape[:2]) for f in batch]
-            images = np.stack(
-                [
-                    tf.image_to_model(self.runner.prepare(f))
-                    for tf, f in zip(tfs, batch, strict=True)
-                ]
-            )
+            tfs, images = self.runner.full_frames(batch)
             outputs = self.runner.outputs(images)
             pts, vals, sample, chan = (
                 t.cpu().numpy()

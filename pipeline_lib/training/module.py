@@ -151,10 +151,9 @@ class PoseModule(L.LightningModule):
             parts["class_vectors"] = (
                 F.cross_entropy(logits[valid], labels[valid]) if valid.any() else logits.sum() * 0
             )
-        weight_keys = {"class_vectors": "class_vectors", "class_maps": "class_maps", "pafs": "pafs"}
         total = torch.zeros((), device=confmaps.device)
-        for name, value in parts.items():
-            sec = self.head_cfg.get(weight_keys.get(name, "confmaps")) or {}
+        for name, value in parts.items():  # each part is named after its config section
+            sec = self.head_cfg.get(name) or {}
             w = sec.get("loss_weight")
             total = total + (1.0 if w is None else float(w)) * value
         return total, parts
