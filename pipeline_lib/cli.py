@@ -3,6 +3,7 @@
 Each subcommand calls the same pipeline_lib function as the workflow rule of that name, e.g.
 
     pipeline-lib train config.yaml --train train.slp --val val.slp --run-dir models/m1
+    pipeline-lib train config.yaml      # labels, split and run folder from the config itself
     pipeline-lib predict models/centroid models/centered --video v.mp4 --out v.slp
     pipeline-lib eval-pose --gt labels.slp --pred predictions.slp --out metrics.json
 """
@@ -57,9 +58,22 @@ def _cache(a: argparse.Namespace) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
+    from pipeline_lib.training.standalone import prepare_standalone_run, run_dir_for
     from pipeline_lib.training.train import train_model
 
-    train_model(a.config, a.train, a.val, a.cache_dir, a.run_dir, a.threads, a.seed, a.precision)
+    if (a.train is None) != (a.val is None):
+        raise ValueError("give both --train and --val, or neither (the config's labels paths)")
+    seed = a.seed
+    if a.train is None:
+        run = prepare_standalone_run(a.config, a.run_dir, a.seed)
+        train, val, run_dir, seed = run.train_labels, run.val_labels, run.run_dir, run.seed
+    else:
+        from pipeline_lib.config import config_to_dict, load_training_config
+
+        train, val = a.train, a.val
+        run_dir = a.run_dir or run_dir_for(config_to_dict(load_training_config(a.config)))
+    train_model(a.config, train, val, a.cache_dir, run_dir, a.threads, seed, a.precision)
+    _print({"run_dir": str(run_dir)})
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -171,10 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train one model from a sleap-nn training config")
     s.add_argument("config")
-    s.add_argument("--train", required=True)
-    s.add_argument("--val", required=True)
+    s.add_argument("--train", help="training labels (default: data_config.train_labels_path)")
+    s.add_argument(
+        "--val",
+        help="validation labels (default: data_config.val_labels_path, else a seeded "
+        "validation_fraction split of the training labels)",
+    )
     s.add_argument("--cache-dir", help="image cache from `cache` (default: decode the videos)")
-    s.add_argument("--run-dir", required=True)
+    s.add_argument("--run-dir", help="default: <trainer_config.ckpt_dir>/<run_name>")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--seed", type=int)
     s.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
