@@ -26,6 +26,7 @@ class EpochLogWriter(L.Callback):
         self.rows: list[dict] = []
         self._offset = 0.0
         self._start = time.time()
+        self._epoch_lr = float("nan")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After a resume, current_epoch is only restored by now (not yet at on_fit_start).
@@ -38,9 +39,16 @@ class EpochLogWriter(L.Callback):
                 ]
         self._offset = float(self.rows[-1]["elapsed_s"]) if self.rows else 0.0
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The rate the epoch trains with: epoch-interval schedulers step before the epoch-end
+        # hook, so reading it there would report the next epoch's rate.
+        self._epoch_lr = (
+            trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        )
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        lr = self._epoch_lr
         self.rows.append(
             {
                 "epoch": trainer.current_epoch,

@@ -7,6 +7,8 @@
         training_log.csv       one row per epoch (final output)
         checkpoints/           working state while training: best/last checkpoints, the live log
                                and the fingerprint that decides whether a rerun may resume
+        viz/                   prediction images per epoch (visualize_preds_during_training;
+                               kept only with keep_viz)
 
 Inference needs nothing but this folder.
 """
@@ -29,6 +31,7 @@ TRAINING_CONFIG = "training_config.yaml"
 BEST_CKPT = "best.ckpt"
 TRAINING_LOG = "training_log.csv"
 WORK_DIR = "checkpoints"
+VIZ_DIR = "viz"
 
 
 def head_of(config: dict) -> tuple[str, dict]:
