@@ -1,13 +1,16 @@
 """Train one model from a sleap-nn training config into its run directory.
 
-Resolves the config against the data (skeleton, part names, channels, crop size), builds in-memory
-samples from the image cache, and runs Lightning with checkpoints that let a killed job resume
-where it stopped when the same command is run again.
+Resolves the config against the data (skeleton, part names, channels, crop size) using only the
+frame shapes, builds the datasets of ``data_config.data_pipeline_fw`` (streamed from the image
+cache or the videos, held in memory, or cached as PNG files; see ``pipeline_lib.data.pipelines``),
+and runs Lightning with checkpoints that let a killed job resume where it stopped when the same
+command is run again.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,24 +18,21 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader, RandomSampler
 
 from pipeline_lib.config import config_to_dict, load_training_config
-from pipeline_lib.data.cache import decode_labelled_frames, file_sha256, read_cached_frames
-from pipeline_lib.data.datasets import (
-    CROP_HEADS,
-    PoseSampleDataset,
-    SampleSpec,
-    crop_margin_for,
-)
+from pipeline_lib.data.cache import file_sha256
+from pipeline_lib.data.datasets import CROP_HEADS, SampleSpec, crop_margin_for
+from pipeline_lib.data.frame_source import FrameShape, open_frame_source
 from pipeline_lib.data.instances import auto_crop_size, frame_points, node_indices
-from pipeline_lib.data.transforms import coerce_channels, make_transform, model_input_channels
+from pipeline_lib.data.pipelines import SplitData, make_datasets
+from pipeline_lib.data.transforms import make_transform, model_input_channels
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_atomic
 from pipeline_lib.io.labels import load_labels
 from pipeline_lib.io.skeleton import skeleton_to_dict
@@ -77,8 +77,9 @@ def train_model(
     has no such field, so it comes from the pipeline config's model entry.
 
     ``cache_dir`` holds the decoded frames from :func:`build_image_cache` (None decodes from the
-    videos). ``seed`` is used when the config's ``trainer_config.seed`` is null. Rerunning after a
-    kill resumes from ``run_dir/checkpoints/last.ckpt`` if the config and data are unchanged.
+    videos); every data pipeline reads its frames from there. ``seed`` is used when the config's
+    ``trainer_config.seed`` is null. Rerunning after a kill resumes from
+    ``run_dir/checkpoints/last.ckpt`` if the config and data are unchanged.
     """
     started = time.time()
     torch.set_num_threads(max(1, int(threads)))
@@ -99,8 +100,8 @@ def train_model(
     val = load_labels(val_labels)
     if not val.labeled_frames:
         raise ValueError(f"Validation split {val_labels} has no labelled frames")
-    train_frames = _frames(cache_dir, "train", train_labels, train, threads)
-    val_frames = _frames(cache_dir, "val", val_labels, val, threads)
+    train_source = open_frame_source(cache_dir, "train", train_labels, train)
+    val_source = open_frame_source(cache_dir, "val", val_labels, val)
 
     tc = cfg["trainer_config"]
     run_seed = tc.get("seed") if tc.get("seed") is not None else seed
@@ -108,14 +109,17 @@ def train_model(
         L.seed_everything(int(run_seed), workers=True)
 
     resolved, spec = resolve_config(
-        cfg, train, train_frames, run_dir, str(train_labels), str(val_labels)
+        cfg, train, train_source.shapes, run_dir, str(train_labels), str(val_labels)
     )
     augment = bool(cfg["data_config"]["use_augmentations_train"])
-    train_spec = spec
-    val_spec = SampleSpec(**{**spec.__dict__, "crop_margin": 0})
-    train_ds = PoseSampleDataset(train, train_frames, train_spec)
-    val_ds = PoseSampleDataset(val, val_frames, val_spec)
-    del train_frames, val_frames
+    val_spec = dataclasses.replace(spec, crop_margin=0)
+    train_ds, val_ds, cleanup_data = make_datasets(
+        resolved["data_config"],
+        SplitData("train", train, train_labels, train_source, spec),
+        SplitData("val", val, val_labels, val_source, val_spec),
+        run_dir,
+        threads,
+    )
 
     module = PoseModule(
         model_config=resolved["model_config"],
@@ -152,18 +156,23 @@ def train_model(
         raise RuntimeError("Training was interrupted; rerun the same command to resume")
 
     _finalise(run_dir, work, resolved, tc)
+    cleanup_data()  # only after a successful fit: a failed run keeps its sample cache
     log.info("Training finished in %.1f s", time.time() - started)
 
 
 def resolve_config(
     cfg: dict,
     train,
-    frames: list[np.ndarray],
+    frame_shapes: Sequence[FrameShape],
     run_dir: Path,
     train_path: str,
     val_path: str,
 ) -> tuple[dict, SampleSpec]:
-    """Fill in what the data decides: skeleton, part names, channels, crop size, strides."""
+    """Fill in what the data decides: skeleton, part names, channels, crop size, strides.
+
+    ``frame_shapes`` are the (height, width, channels) of the training labelled frames, from
+    the frame source's metadata: resolving never decodes a frame, so streaming starts at once.
+    """
     resolved = copy.deepcopy(cfg)
     dc, mc = resolved["data_config"], resolved["model_config"]
     head, head_sec = head_of(resolved)
@@ -194,7 +203,7 @@ def resolve_config(
         nodes = list(range(len(skeleton.node_names)))
 
     _, backbone = backbone_of(mc)
-    channels = {f.shape[-1] for f in frames}
+    channels = {int(shape[2]) for shape in frame_shapes}
     in_ch = {model_input_channels(c, pre["ensure_rgb"], pre["ensure_grayscale"]) for c in channels}
     if len(in_ch) != 1:
         raise ValueError(
@@ -245,9 +254,9 @@ def resolve_config(
                 geo.get("rotation_min", 0) != 0 or geo.get("rotation_max", 0) != 0
             )
             pts = []
-            for lf, frame in zip(train.labeled_frames, frames, strict=True):
+            for lf, shape in zip(train.labeled_frames, frame_shapes, strict=True):
                 tf = make_transform(
-                    frame.shape[:2], pre["scale"], 1, pre.get("max_height"), pre.get("max_width")
+                    shape[:2], pre["scale"], 1, pre.get("max_height"), pre.get("max_width")
                 )
                 pts.extend(tf.points_to_model(frame_points(lf, nodes)))
             crop_size = auto_crop_size(
@@ -305,15 +314,6 @@ def _edge_indices(resolved: dict, head: str) -> list[tuple[int, int]]:
                 raise ValueError(f"PAF edge node '{node}' is not one of the part names {parts}")
         out.append((pair[0], pair[1]))
     return out
-
-
-def _frames(cache_dir, split: str, labels_path, labels, threads: int) -> list[np.ndarray]:
-    """Frames from the cache when there is one, else decoded from the videos."""
-    if cache_dir is not None:
-        return read_cached_frames(cache_dir, split, labels_path)
-    return [
-        coerce_channels(f) for f in decode_labelled_frames(labels, threads, desc=f"decode {split}")
-    ]
 
 
 def _loader(ds, loader_cfg: dict, tc: dict, seed: int | None, train: bool) -> DataLoader:
