@@ -4,7 +4,8 @@ Decoding video is the slowest part of feeding a small network, and every model t
 same split needs the same frames. The cache stores each split's labelled frames, decoded once,
 as raw uint8 arrays in one HDF5 file per split (``{split}.h5``), row ``i`` holding the ``i``-th
 labelled frame of ``{split}.slp``. Preprocessing (resizing, cropping) stays in training because
-it differs between models; raw frames are what they can all share.
+it differs between models; raw frames are what they can all share. Training reads the rows it
+needs through :mod:`pipeline_lib.data.frame_source`, one frame at a time when it streams.
 
 Each file records the SHA-256 of the labels file it was built from, so a stale cache is detected
 instead of silently feeding the wrong frames.
