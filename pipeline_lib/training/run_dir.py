@@ -7,6 +7,7 @@
         training_log.csv       one row per epoch (final output)
         checkpoints/           working state while training: best/last checkpoints, the live log
                                and the fingerprint that decides whether a rerun may resume
+        stopped.ckpt           training state when the GUI's controller sent "stop"
         viz/                   prediction images per epoch (visualize_preds_during_training;
                                kept only with keep_viz)
 
@@ -32,6 +33,7 @@ BEST_CKPT = "best.ckpt"
 TRAINING_LOG = "training_log.csv"
 WORK_DIR = "checkpoints"
 VIZ_DIR = "viz"
+STOPPED_CKPT = "stopped.ckpt"
 
 
 def head_of(config: dict) -> tuple[str, dict]:

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from torch.utils.data import DataLoader, RandomSampler
+from lightning.pytorch.utilities import rank_zero_only
 
 from pipeline_lib.config import config_to_dict, load_training_config
 from pipeline_lib.data.cache import file_sha256
@@ -38,16 +37,23 @@ from pipeline_lib.io.labels import load_labels
 from pipeline_lib.io.skeleton import skeleton_to_dict
 from pipeline_lib.models.model import count_parameters
 from pipeline_lib.training.callbacks import EpochLogWriter
+from pipeline_lib.training.experiment_logger import mask_secrets, wandb_logger
+from pipeline_lib.training.loaders import make_loader
 from pipeline_lib.training.module import PoseModule
+from pipeline_lib.training.remote_control import zmq_callbacks
 from pipeline_lib.training.run_dir import (
     BEST_CKPT,
     INITIAL_CONFIG,
+    STOPPED_CKPT,
     TRAINING_CONFIG,
     TRAINING_LOG,
+    VIZ_DIR,
     WORK_DIR,
     backbone_of,
     head_of,
 )
+from pipeline_lib.training.trainer_setup import build_trainer
+from pipeline_lib.training.visualize import PredictionVisualizer
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,9 @@ def train_model(
 
     user_cfg = load_training_config(config_path)
     cfg = config_to_dict(user_cfg)
-    write_yaml_atomic(run_dir / INITIAL_CONFIG, yaml.safe_load(Path(config_path).read_text()))
+    write_yaml_atomic(
+        run_dir / INITIAL_CONFIG, mask_secrets(yaml.safe_load(Path(config_path).read_text()))
+    )
     head, _ = head_of(cfg)
     if head not in SUPPORTED_HEADS:
         raise NotImplementedError(
@@ -138,11 +146,25 @@ def train_model(
     resolved["model_config"]["total_params"] = count_parameters(module.model)
 
     fingerprint = _fingerprint({**resolved, "precision": precision}, train_labels, val_labels)
-    resume = _resume_checkpoint(work, fingerprint, tc.get("resume_ckpt_path"))
+    is_main = rank_zero_only.rank == 0
+    resume = _resume_checkpoint(work, fingerprint, tc.get("resume_ckpt_path"), is_main)
 
-    train_loader = _loader(train_ds, tc["train_data_loader"], tc, run_seed, train=True)
-    val_loader = _loader(val_ds, tc["val_data_loader"], tc, run_seed, train=False)
-    trainer = _trainer(tc, work, run_dir, precision)
+    train_loader = make_loader(train_ds, tc["train_data_loader"], tc, run_seed, train=True)
+    val_loader = make_loader(val_ds, tc["val_data_loader"], tc, run_seed, train=False)
+    loggers = []
+    if is_main and tc.get("use_wandb"):
+        logger = wandb_logger(tc, run_dir, config=mask_secrets(resolved))
+        wandb_section = resolved["trainer_config"].get("wandb") or {}
+        resolved["trainer_config"]["wandb"] = {**wandb_section, "current_run_id": logger.version}
+        loggers.append(logger)
+    trainer = build_trainer(
+        tc,
+        work,
+        run_dir,
+        precision,
+        callbacks=_callbacks(tc, work, run_dir, train_ds, val_ds, head),
+        loggers=loggers,
+    )
     log.info(
         "Training %s (%d parameters) on %d samples, validating on %d; %s",
         head,
@@ -155,6 +177,8 @@ def train_model(
     if trainer.interrupted:
         raise RuntimeError("Training was interrupted; rerun the same command to resume")
 
+    if not trainer.is_global_zero:
+        return  # the other processes of a multi-device run leave publishing to rank 0
     _finalise(run_dir, work, resolved, tc)
     cleanup_data()  # only after a successful fit: a failed run keeps its sample cache
     log.info("Training finished in %.1f s", time.time() - started)
@@ -296,6 +320,29 @@ def resolve_config(
     return resolved, spec
 
 
+def _callbacks(tc: dict, work: Path, run_dir: Path, train_ds, val_ds, head: str) -> list:
+    """The run's own callbacks: the epoch log, prediction images, GUI progress and control.
+
+    A stop command from the GUI's controller saves ``stopped.ckpt`` in the run directory (the
+    full training state, resumable with ``resume_ckpt_path``) and training then finishes
+    normally, publishing the best weights so far.
+    """
+    callbacks: list = [EpochLogWriter(work / TRAINING_LOG)]
+    callbacks += zmq_callbacks(tc.get("zmq"), run_dir / STOPPED_CKPT, what=head)
+    if tc.get("visualize_preds_during_training"):
+        wandb_cfg = tc.get("wandb") or {}
+        callbacks.append(
+            PredictionVisualizer(
+                run_dir / VIZ_DIR,
+                [train_ds[0]],
+                [val_ds[0]],
+                keep=bool(tc.get("keep_viz")),
+                upload_to_wandb=bool(tc.get("use_wandb") and wandb_cfg.get("save_viz_imgs_wandb")),
+            )
+        )
+    return callbacks
+
+
 def _edge_indices(resolved: dict, head: str) -> list[tuple[int, int]]:
     """PAF edges of a bottom-up config as (src, dst) indices into the head's part list."""
     if head != "bottomup":
@@ -314,79 +361,6 @@ def _edge_indices(resolved: dict, head: str) -> list[tuple[int, int]]:
                 raise ValueError(f"PAF edge node '{node}' is not one of the part names {parts}")
         out.append((pair[0], pair[1]))
     return out
-
-
-def _loader(ds, loader_cfg: dict, tc: dict, seed: int | None, train: bool) -> DataLoader:
-    """DataLoader; the training one draws exactly ``steps_per_epoch`` batches per epoch."""
-    batch_size = int(loader_cfg["batch_size"])
-    workers = int(loader_cfg.get("num_workers") or 0)
-    if not train:
-        return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-    steps = tc.get("train_steps_per_epoch")
-    if steps is None:
-        steps = max(math.ceil(len(ds) / batch_size), int(tc.get("min_train_steps_per_epoch") or 1))
-    generator = torch.Generator()
-    generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**31))
-    if loader_cfg.get("shuffle", True):
-        sampler = RandomSampler(
-            ds, replacement=False, num_samples=int(steps) * batch_size, generator=generator
-        )
-    else:  # still cycle through the data in order to fill the requested number of steps
-        order = [i % len(ds) for i in range(int(steps) * batch_size)]
-        sampler = order
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        drop_last=False,
-        persistent_workers=workers > 0,
-    )
-
-
-def _trainer(tc: dict, work: Path, run_dir: Path, precision: str = "32") -> L.Trainer:
-    """Lightning Trainer with checkpointing, early stopping and the epoch log."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    callbacks = [
-        ModelCheckpoint(
-            dirpath=work,
-            filename="best",
-            monitor="val_loss",
-            mode="min",
-            save_top_k=1,
-            save_last=True,
-            enable_version_counter=False,
-        ),
-        EpochLogWriter(work / TRAINING_LOG),
-    ]
-    es = tc.get("early_stopping") or {}
-    if es.get("stop_training_on_plateau"):
-        callbacks.append(
-            EarlyStopping(
-                monitor="val_loss",
-                mode="min",
-                min_delta=float(es["min_delta"]),
-                patience=int(es["patience"]),
-            )
-        )
-    devices = tc.get("trainer_devices")
-    if tc.get("trainer_device_indices"):
-        devices = list(tc["trainer_device_indices"])
-    return L.Trainer(
-        accelerator=tc.get("trainer_accelerator") or "auto",
-        devices="auto" if devices is None else devices,
-        strategy=tc.get("trainer_strategy") or "auto",
-        max_epochs=int(tc["max_epochs"]),
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=bool(tc.get("enable_progress_bar", True)),
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(run_dir),
-        profiler=tc.get("profiler"),
-        precision=precision,
-    )
 
 
 def _fingerprint(resolved: dict, train_labels, val_labels) -> str:
@@ -410,10 +384,14 @@ def _fingerprint(resolved: dict, train_labels, val_labels) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _resume_checkpoint(work: Path, fingerprint: str, resume_ckpt_path: str | None) -> str | None:
+def _resume_checkpoint(
+    work: Path, fingerprint: str, resume_ckpt_path: str | None, is_main: bool = True
+) -> str | None:
     """``last.ckpt`` from an interrupted run of the same job, else the configured resume path.
 
     A leftover checkpoint from a different config or different data is discarded, never resumed.
+    Only the main process (rank 0 of a multi-process run) deletes or stamps anything; the other
+    ranks start after it and reach the same answer from what it left.
     """
     stamp = work / "fingerprint.json"
     last = work / "last.ckpt"
@@ -423,10 +401,11 @@ def _resume_checkpoint(work: Path, fingerprint: str, resume_ckpt_path: str | Non
         and last.exists()
     ):
         return str(last)
-    for old in work.glob("*.ckpt"):
-        old.unlink()
-    (work / TRAINING_LOG).unlink(missing_ok=True)
-    write_json_atomic(stamp, {"fingerprint": fingerprint})
+    if is_main:
+        for old in work.glob("*.ckpt"):
+            old.unlink()
+        (work / TRAINING_LOG).unlink(missing_ok=True)
+        write_json_atomic(stamp, {"fingerprint": fingerprint})
     if resume_ckpt_path:
         if not Path(resume_ckpt_path).exists():
             raise FileNotFoundError(
@@ -437,7 +416,11 @@ def _resume_checkpoint(work: Path, fingerprint: str, resume_ckpt_path: str | Non
 
 
 def _finalise(run_dir: Path, work: Path, resolved: dict, tc: dict) -> None:
-    """Publish the final outputs atomically: best weights, resolved config, the epoch log."""
+    """Publish the final outputs atomically: best weights, resolved config, the epoch log.
+
+    Then tidy the working folder as the checkpoint options ask: ``save_ckpt: false`` removes
+    it entirely, otherwise ``last.ckpt`` stays only with ``model_ckpt.save_last``.
+    """
     best = work / "best.ckpt"
     if not best.exists():
         best = work / "last.ckpt"
@@ -445,6 +428,8 @@ def _finalise(run_dir: Path, work: Path, resolved: dict, tc: dict) -> None:
         shutil.copyfile(best, tmp)
     with atomic_path(run_dir / TRAINING_LOG) as tmp:
         shutil.copyfile(work / TRAINING_LOG, tmp)
-    write_yaml_atomic(run_dir / TRAINING_CONFIG, resolved)
-    if not tc["model_ckpt"].get("save_last"):
+    write_yaml_atomic(run_dir / TRAINING_CONFIG, mask_secrets(resolved))
+    if not tc.get("save_ckpt"):
+        shutil.rmtree(work, ignore_errors=True)
+    elif not tc["model_ckpt"].get("save_last"):
         (work / "last.ckpt").unlink(missing_ok=True)

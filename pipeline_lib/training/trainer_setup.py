@@ -21,6 +21,7 @@ finished; the published ``best.ckpt`` is still written, as the pipeline needs it
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -29,6 +30,10 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 log = logging.getLogger(__name__)
 
 PROFILE_FILENAME = "profile"  # Lightning writes fit-profile.txt from this stem
+
+# The working folder always holds the resume fingerprint (and, on resume, the checkpoints
+# themselves), so Lightning's "directory exists and is not empty" warning is noise here.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def build_trainer(
