@@ -484,3 +484,26 @@ def test_zmq_publishes_progress_and_stop_ends_training_with_a_checkpoint(
     assert kinds[0] == "train_begin" and "epoch_end" in kinds
     ends = [e for e in events if e["event"] == "epoch_end"]
     assert all(isinstance(e["logs"]["train_loss"], float) for e in ends)
+
+
+def test_resume_fingerprint_ignores_how_a_run_is_fed_but_not_what_it_learns(fly_split):
+    from pipeline_lib.training.train import _fingerprint
+
+    base = {
+        "data_config": {"data_pipeline_fw": "torch_dataset", "preprocessing": {"scale": 0.5}},
+        "model_config": {"backbone_config": {"unet": {"filters": 8}}},
+        "trainer_config": {"optimizer": {"lr": 1e-3}, "zmq": None, "keep_viz": False},
+    }
+    key = _fingerprint(base, fly_split["train"], fly_split["val"])
+
+    def changed(section: str, field: str, value) -> str:
+        cfg = {k: dict(v) for k, v in base.items()}
+        cfg[section][field] = value
+        return _fingerprint(cfg, fly_split["train"], fly_split["val"])
+
+    assert changed("data_config", "data_pipeline_fw", "torch_dataset_cache_img_disk") == key
+    assert changed("trainer_config", "zmq", {"publish_port": 9001}) == key
+    assert changed("trainer_config", "keep_viz", True) == key
+    assert changed("trainer_config", "optimizer", {"lr": 1e-4}) != key
+    assert changed("data_config", "preprocessing", {"scale": 0.25}) != key
+    assert _fingerprint(base, fly_split["train"], fly_split["train"]) != key

@@ -363,21 +363,42 @@ def _edge_indices(resolved: dict, head: str) -> list[tuple[int, int]]:
     return out
 
 
+# Options that change how a run is fed, watched or stored, never what it learns: a rerun after
+# a kill may change them and still resume (all data pipelines give bitwise-identical samples).
+_NOT_IN_FINGERPRINT = {
+    "data_config": (
+        "data_pipeline_fw",
+        "cache_img_path",
+        "use_existing_imgs",
+        "delete_cache_imgs_after_training",
+    ),
+    "trainer_config": (
+        "resume_ckpt_path",
+        "enable_progress_bar",
+        "visualize_preds_during_training",
+        "keep_viz",
+        "use_wandb",
+        "wandb",
+        "zmq",
+        "profiler",
+        "save_ckpt",
+        "model_ckpt",
+    ),
+}
+
+
 def _fingerprint(resolved: dict, train_labels, val_labels) -> str:
     """Hash of what a resumed run must share with the interrupted one: config and data."""
+    config = {
+        section: (
+            {k: v for k, v in value.items() if k not in _NOT_IN_FINGERPRINT.get(section, ())}
+            if isinstance(value, dict)
+            else value
+        )
+        for section, value in resolved.items()
+    }
     payload = json.dumps(
-        {
-            "config": {k: v for k, v in resolved.items() if k != "trainer_config"}
-            | {
-                "trainer_config": {
-                    k: v
-                    for k, v in resolved["trainer_config"].items()
-                    if k not in ("resume_ckpt_path",)
-                }
-            },
-            "train": file_sha256(train_labels),
-            "val": file_sha256(val_labels),
-        },
+        {"config": config, "train": file_sha256(train_labels), "val": file_sha256(val_labels)},
         sort_keys=True,
         default=str,
     )
