@@ -8,7 +8,7 @@ import sleap_io as sio
 
 from pipeline_lib.data.cache import CacheError, build_image_cache, read_cached_frames
 from pipeline_lib.data.split import split_labels
-from pipeline_lib.io.labels import LabelsError
+from pipeline_lib.io.labels import LabelsError, load_labels
 
 
 def _md5(path):
@@ -88,3 +88,28 @@ def test_cache_round_trip_is_lossless_and_detects_stale_labels(shared_data, tmp_
     assert _md5(cache / "val.h5") == first  # bitwise identical rebuild
     with pytest.raises(CacheError, match="different version"):
         read_cached_frames(cache, "val", paths["train"])
+
+
+def test_streamed_cache_equals_decoded_frames_and_private_cache_is_reused(shared_data, tmp_path):
+    from pipeline_lib.data.cache import cache_matches, decode_labelled_frames, write_frame_cache
+    from pipeline_lib.training.train import _private_frame_cache
+
+    src = shared_data / "dreem_assets/sleap/two_flies.slp"
+    paths = {k: tmp_path / f"{k}.slp" for k in ("train", "val", "test")}
+    split_labels([src], paths["train"], paths["val"], paths["test"], 0.1, 0.8, None, 0, True)
+    labels = load_labels(paths["train"])
+    target = tmp_path / "frames.h5"
+    n, nbytes = write_frame_cache(labels, paths["train"], target, threads=2)
+    assert n == len(labels.labeled_frames) and nbytes == n * 1024 * 1024
+    cached = read_cached_frames(tmp_path, "frames", paths["train"])
+    decoded = decode_labelled_frames(labels, threads=2)
+    assert all(np.array_equal(a, b) for a, b in zip(cached, decoded, strict=True))
+    assert cache_matches(target, paths["train"]) and not cache_matches(target, paths["val"])
+
+    work = tmp_path / "work"
+    out = _private_frame_cache(work, {"train": paths["train"], "val": paths["val"]}, 2)
+    stamp = (out / "train.h5").stat().st_mtime_ns
+    _private_frame_cache(work, {"train": paths["train"], "val": paths["val"]}, 2)
+    assert (out / "train.h5").stat().st_mtime_ns == stamp  # same labels: reused
+    _private_frame_cache(work, {"train": paths["val"], "val": paths["val"]}, 2)
+    assert cache_matches(out / "train.h5", paths["val"])  # other labels: rebuilt

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,48 +93,111 @@ def build_image_cache(
     manifest: dict = {"format_version": CACHE_FORMAT_VERSION, "splits": {}}
     for split, labels_path in split_paths.items():
         labels = load_labels(labels_path)
-        frames = decode_labelled_frames(labels, threads, desc=f"cache {split}")
         target = out_dir / f"{split}.h5"
-        with atomic_path(target) as tmp:
-            _write_frames(tmp, frames, labels, file_sha256(labels_path))
+        n_frames, n_bytes = write_frame_cache(
+            labels, labels_path, target, threads, f"cache {split}"
+        )
         manifest["splits"][split] = {
             "file": target.name,
             "labels": str(labels_path),
-            "n_frames": len(frames),
-            "bytes": int(sum(f.nbytes for f in frames)),
+            "n_frames": n_frames,
+            "bytes": n_bytes,
         }
-        log.info("Cached %d %s frames into %s", len(frames), split, target)
+        log.info("Cached %d %s frames into %s", n_frames, split, target)
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest
 
 
-def _write_frames(
-    path: Path, frames: list[np.ndarray], labels: sio.Labels, labels_sha: str
-) -> None:
-    """Store frames as one stacked dataset when they share a shape, else one dataset per frame."""
-    with h5py.File(path, "w") as h5:
+def write_frame_cache(
+    labels: sio.Labels,
+    labels_path: str | os.PathLike,
+    target: str | os.PathLike,
+    threads: int = 1,
+    desc: str = "cache",
+) -> tuple[int, int]:
+    """Stream the labelled frames of ``labels`` into one HDF5 file; return (frames, bytes).
+
+    Frame shapes come from the videos' metadata, so the file is laid out before decoding and
+    each frame is written as soon as it is decoded: memory stays at a few frames whatever the
+    size of the project. Threads decode different videos (or runs of one video) in order, which
+    is what makes this fast (random seeks in compressed video cost ~30x a sequential read). The
+    file appears under its name only once complete.
+
+    One stacked ``images`` dataset when every frame has the same shape, else one dataset per
+    frame under ``frames/``; ``frame_idx`` and the labels' SHA-256 are recorded.
+    """
+    # Imported here: frame_source builds on this module's CacheError and file_sha256.
+    from pipeline_lib.data.frame_source import VideoFrameSource, for_each_frame
+
+    source = VideoFrameSource(labels)
+    shapes = source.shapes
+    frame_idx = np.array([lf.frame_idx for lf in labels.labeled_frames], dtype=np.int64)
+    lock = threading.Lock()
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["format_version"] = CACHE_FORMAT_VERSION
-        h5.attrs["labels_sha256"] = labels_sha
-        h5.attrs["n_frames"] = len(frames)
-        frame_idx = np.array([lf.frame_idx for lf in labels.labeled_frames], dtype=np.int64)
+        h5.attrs["labels_sha256"] = file_sha256(labels_path)
+        h5.attrs["n_frames"] = len(shapes)
         # track_times=False keeps reruns bitwise identical (HDF5 otherwise stamps mtimes).
         h5.create_dataset("frame_idx", data=frame_idx, track_times=False)
-        shapes = {f.shape for f in frames}
-        if len(shapes) == 1 and frames:
-            shape = frames[0].shape
-            ds = h5.create_dataset(
+        # Space is allocated when each dataset is created, in row order, so the file's bytes do
+        # not depend on which thread finished first: rebuilds are bitwise identical.
+        if shapes and len(set(shapes)) == 1:
+            images = h5.create_dataset(
                 "images",
-                shape=(len(frames), *shape),
+                shape=(len(shapes), *shapes[0]),
                 dtype=np.uint8,
-                chunks=(1, *shape),
+                dcpl=_early_allocation(),
                 track_times=False,
             )
-            for i, frame in enumerate(frames):
-                ds[i] = frame
+
+            def store(row: int, frame: np.ndarray) -> None:
+                images[row] = frame
+
         else:
-            grp = h5.create_group("frames")
-            for i, frame in enumerate(frames):
-                grp.create_dataset(str(i), data=frame, track_times=False)
+            group = h5.create_group("frames")
+            for row, shape in enumerate(shapes):
+                group.create_dataset(
+                    str(row),
+                    shape=shape,
+                    dtype=np.uint8,
+                    dcpl=_early_allocation(),
+                    track_times=False,
+                )
+
+            def store(row: int, frame: np.ndarray) -> None:
+                group[str(row)][...] = frame
+
+        def write(row: int, frame: np.ndarray) -> None:
+            if tuple(frame.shape) != tuple(shapes[row]):
+                lf = labels.labeled_frames[row]
+                raise CacheError(
+                    f"Frame {lf.frame_idx} of {lf.video.filename} decoded as {frame.shape}, "
+                    f"but the video reports frames of {shapes[row]}"
+                )
+            with lock:  # h5py serialises access anyway; the lock makes that explicit
+                store(row, np.asarray(frame, dtype=np.uint8))
+
+        for_each_frame(source, range(len(shapes)), write, threads, desc)
+    return len(shapes), int(sum(int(np.prod(s)) for s in shapes))
+
+
+def _early_allocation() -> h5py.h5p.PropDCID:
+    """Dataset creation properties that allocate the file space at creation time."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
+def cache_matches(path: str | os.PathLike, labels_path: str | os.PathLike) -> bool:
+    """True when ``path`` is a complete frame cache built from this exact labels file."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("labels_sha256") == file_sha256(labels_path)
+    except OSError:
+        return False
 
 
 def read_cached_frames(

@@ -4,8 +4,9 @@ One entry point for the trainer, :func:`make_datasets`; the three pipelines diff
 when the samples are built and where they are kept, never in their content:
 
     torch_dataset                   build each sample when it is read, from the frame source
-                                    (the DAG's HDF5 image cache, else the videos): no start-up
-                                    cost, no memory, DataLoader workers do the decoding
+                                    (the HDF5 image cache: the DAG's, or one the trainer builds
+                                    by decoding in order): little memory, DataLoader workers
+                                    do the reading
     torch_dataset_cache_img_memory  build every sample once into memory, after checking that
                                     they fit (:mod:`pipeline_lib.data.memory`)
     torch_dataset_cache_img_disk    build every sample once into PNG files under
