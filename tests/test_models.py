@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import ALL_HEADS, tiny_model_config
 
 from pipeline_lib.models.heads import ClassVectorsHead, ConfmapsHead, PafsHead
 from pipeline_lib.models.model import PoseModel, build_model, count_parameters
@@ -27,44 +28,8 @@ CKPT_DIRS = [
     "minimal_instance_multiclass_bottomup",
     "minimal_instance_multiclass_centered_instance",
 ]
-HEADS = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "bottomup",
-    "multi_class_bottomup",
-    "multi_class_topdown",
-)
-
-
-def _model_config(
-    unet: dict | None = None,
-    head: str = "single_instance",
-    stride: int = 2,
-    extra: dict | None = None,
-):
-    """A small sleap-nn-style model_config section; ``extra`` adds head sections (pafs, ...)."""
-    backbone = {
-        "in_channels": 1,
-        "kernel_size": 3,
-        "filters": 4,
-        "filters_rate": 2.0,
-        "max_stride": 8,
-        "stem_stride": None,
-        "middle_block": True,
-        "up_interpolate": True,
-        "stacks": 1,
-        "convs_per_block": 2,
-        "output_stride": stride,
-    }
-    backbone.update(unet or {})
-    heads = {k: None for k in HEADS}
-    heads[head] = {"confmaps": {"sigma": 2.5, "output_stride": stride}, **(extra or {})}
-    return {
-        "init_weights": "default",
-        "backbone_config": {"unet": backbone, "convnext": None, "swint": None},
-        "head_configs": heads,
-    }
+HEADS = ALL_HEADS
+_model_config = tiny_model_config
 
 
 def _run_model_config(shared_data, name: str) -> tuple[dict, int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import tiny_model_config
 
 from pipeline_lib.cli import main as cli_main
 from pipeline_lib.data.split import split_labels
@@ -217,33 +218,8 @@ def test_step_lr_changes_the_learning_rate_every_step_size_epochs(shared_data, f
 
 # ---- optimizer, schedulers, OHKM: the objects the options build ----------------------------------
 def _module(**kwargs) -> PoseModule:
-    model_config = {
-        "backbone_config": {
-            "unet": {
-                "in_channels": 1,
-                "kernel_size": 3,
-                "filters": 4,
-                "filters_rate": 2.0,
-                "max_stride": 8,
-                "stem_stride": None,
-                "middle_block": True,
-                "up_interpolate": True,
-                "stacks": 1,
-                "convs_per_block": 2,
-                "output_stride": 2,
-            },
-            "convnext": None,
-            "swint": None,
-        },
-        "head_configs": {
-            "single_instance": {
-                "confmaps": {"part_names": ["a", "b", "c"], "sigma": 2.0, "output_stride": 2}
-            }
-        },
-        "init_weights": "default",
-        "pretrained_backbone_weights": None,
-        "pretrained_head_weights": None,
-    }
+    model_config = tiny_model_config(part_names=["a", "b", "c"], stride=2)
+    model_config["head_configs"]["single_instance"]["confmaps"]["sigma"] = 2.0
     args = {
         "model_config": model_config,
         "head": "single_instance",

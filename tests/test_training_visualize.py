@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model_config
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import RunningStage
 from torch.utils.data import DataLoader
@@ -45,28 +46,8 @@ def _one_thread():
 def _module(head: str = "single_instance", crop_size: int | None = None) -> PoseModule:
     """A tiny real PoseModule: UNet with 8 filters, max stride 8, confmaps at stride 2."""
     torch.manual_seed(0)
-    backbone = {
-        "in_channels": 1,
-        "kernel_size": 3,
-        "filters": 8,
-        "filters_rate": 1.5,
-        "max_stride": 8,
-        "stem_stride": None,
-        "middle_block": True,
-        "up_interpolate": True,
-        "stacks": 1,
-        "convs_per_block": 2,
-        "output_stride": 2,
-    }
-    heads: dict = {h: None for h in HEADS}
-    heads[head] = {"confmaps": {"sigma": 2.5, "output_stride": 2}}
-    if head == "bottomup":
-        heads[head]["pafs"] = {"sigma": 4.0, "output_stride": 4}
-    config = {
-        "init_weights": "default",
-        "backbone_config": {"unet": backbone, "convnext": None, "swint": None},
-        "head_configs": heads,
-    }
+    extra = {"pafs": {"sigma": 4.0, "output_stride": 4}} if head == "bottomup" else None
+    config = tiny_model_config({"filters": 8, "filters_rate": 1.5}, head=head, extra=extra)
     return PoseModule(
         model_config=config,
         head=head,
