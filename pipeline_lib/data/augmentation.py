@@ -125,6 +125,17 @@ class _Random:
     def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
         return low + (high - low) * self.rand(*shape)
 
+    def noise_uniform(self, low: float, high: float, shape: torch.Size) -> torch.Tensor:
+        """Per-pixel U(low, high) drawn in one pass (``uniform``'s scale-and-shift costs two
+        more passes over a full image batch)."""
+        out = torch.empty(shape, device=self.source).uniform_(low, high, generator=self.generator)
+        return out.to(self.device)
+
+    def noise_normal(self, mean: float, std: float, shape: torch.Size) -> torch.Tensor:
+        """Per-pixel N(mean, std) drawn in one pass."""
+        out = torch.empty(shape, device=self.source).normal_(mean, std, generator=self.generator)
+        return out.to(self.device)
+
     def chance(self, p: float, n: int) -> torch.Tensor:
         """Boolean (n,) mask, each True with probability p."""
         return self.rand(n) < p
@@ -146,13 +157,13 @@ def _intensity(images: torch.Tensor, cfg: dict, rng: _Random) -> torch.Tensor:
         mask = rng.chance(cfg["uniform_noise_p"], b)
         lo, hi = cfg["uniform_noise_min"], cfg["uniform_noise_max"]
         images = _apply_to(
-            images, mask, lambda x: (x + rng.uniform(lo, hi, *x.shape)).clamp(0.0, 1.0)
+            images, mask, lambda x: (x + rng.noise_uniform(lo, hi, x.shape)).clamp_(0.0, 1.0)
         )
     if cfg["gaussian_noise_p"] > 0:
         mask = rng.chance(cfg["gaussian_noise_p"], b)
         mean, std = cfg["gaussian_noise_mean"], cfg["gaussian_noise_std"]
         images = _apply_to(
-            images, mask, lambda x: (x + mean + std * rng.randn(*x.shape)).clamp(0.0, 1.0)
+            images, mask, lambda x: (x + rng.noise_normal(mean, std, x.shape)).clamp_(0.0, 1.0)
         )
     if cfg["contrast_p"] > 0:
         mask = rng.chance(cfg["contrast_p"], b)
@@ -265,14 +276,13 @@ def _geometric(
         ew = torch.sqrt(area * ratio).round().clamp(1, w)
         y0 = torch.floor(rng.rand(b) * (h - eh + 1))
         x0 = torch.floor(rng.rand(b) * (w - ew + 1))
-        rows = torch.arange(h, device=images.device)
-        cols = torch.arange(w, device=images.device)
+        boxes = torch.stack((y0, y0 + eh, x0, x0 + ew), dim=1).long()[mask].tolist()
 
         def erase(x: torch.Tensor) -> torch.Tensor:
-            ys = (rows >= y0[mask, None]) & (rows < (y0 + eh)[mask, None])  # (k, H)
-            xs = (cols >= x0[mask, None]) & (cols < (x0 + ew)[mask, None])  # (k, W)
-            box = (ys[:, :, None] & xs[:, None, :])[:, None]
-            return x.masked_fill(box, 0.0)
+            # ``x`` is _apply_to's gathered copy of the selected samples: safe to write into.
+            for sample, (top, bottom, left, right) in zip(x, boxes, strict=True):
+                sample[:, top:bottom, left:right] = 0.0  # touches only the erased pixels
+            return x
 
         images = _apply_to(images, mask, erase)
     if cfg["mixup_p"] > 0 and b > 1:
