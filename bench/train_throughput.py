@@ -141,8 +141,14 @@ def run_timed(python: str, entry: str, argv: list[str], timing: Path, log: Path,
     }
 
 
-def ours_argv(cfg: Path, split: dict[str, Path], run_dir: Path, threads: int) -> list[str]:
-    return [
+# Our variants: the tool name picks the pipeline's ``precision`` option.
+OURS = {"ours": None, "ours-fp32": "32", "ours-bf16": "bf16-mixed"}
+
+
+def ours_argv(
+    cfg: Path, split: dict[str, Path], run_dir: Path, threads: int, tool: str = "ours"
+) -> list[str]:
+    argv = [
         "train",
         str(cfg),
         "--train",
@@ -154,6 +160,9 @@ def ours_argv(cfg: Path, split: dict[str, Path], run_dir: Path, threads: int) ->
         "--threads",
         str(threads),
     ]
+    if OURS[tool]:
+        argv += ["--precision", OURS[tool]]
+    return argv
 
 
 def peer_argv(cfg: Path, run_dir: Path) -> list[str]:
@@ -197,9 +206,9 @@ def _score(tool: str, args: argparse.Namespace, cfg: Path, split: dict, out: Pat
     metrics = out / "accuracy" / f"{tool}.test.json"
     log = out / "accuracy" / f"{tool}.log"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    if tool == "ours":
+    if tool in OURS:
         cmds = [
-            [sys.executable, "-m", "pipeline_lib.cli", *ours_argv(cfg, split, run_dir, 1)],
+            [sys.executable, "-m", "pipeline_lib.cli", *ours_argv(cfg, split, run_dir, 1, tool)],
             [
                 sys.executable,
                 "-m",
@@ -209,10 +218,10 @@ def _score(tool: str, args: argparse.Namespace, cfg: Path, split: dict, out: Pat
                 "--labels",
                 str(split["test"]),
                 "--out-prefix",
-                str(out / "accuracy" / "ours.eval"),
+                str(out / "accuracy" / f"{tool}.eval"),
             ],
         ]
-        pred = out / "accuracy" / "ours.eval.pred.slp"
+        pred = out / "accuracy" / f"{tool}.eval.pred.slp"
     else:
         cmds = [
             [args.peer_python, "-m", "sleap_nn.cli", *peer_argv(cfg, run_dir)],
@@ -284,16 +293,16 @@ def main() -> None:
     results: dict[str, list[dict]] = {t: [] for t in tools}
     if args.accuracy_steps:
         acc = held_out_accuracy(args, case, split, out, env)
-        (out / "accuracy.json").write_text(json.dumps(acc, indent=2))
+        (out / f"accuracy-{'-'.join(tools)}.json").write_text(json.dumps(acc, indent=2))
     for r in range(args.repeats):
         order = tools if r % 2 == 0 else tools[::-1]
         for tool in order:
             run_dir = out / "runs" / f"{tool}-{r}"
-            if tool == "ours":
+            if tool in OURS:
                 res = run_timed(
                     sys.executable,
                     "pipeline_lib.cli:main",
-                    ours_argv(cfg, split, run_dir, args.threads),
+                    ours_argv(cfg, split, run_dir, args.threads, tool),
                     out / f"timing-{tool}-{r}.json",
                     out / f"log-{tool}-{r}.txt",
                     env,
@@ -310,6 +319,8 @@ def main() -> None:
             res["run_dir"] = str(run_dir)
             results[tool].append(res)
             print(tool, r, json.dumps(res), flush=True)
+    if not args.repeats:
+        return
     summary = {
         tool: {
             "median_images_per_s": statistics.median(x["images_per_s"] for x in runs),
@@ -318,11 +329,13 @@ def main() -> None:
         }
         for tool, runs in results.items()
     }
-    if {"ours", "sleap-nn"} <= set(summary):
-        summary["throughput_ratio"] = (
-            summary["ours"]["median_images_per_s"] / summary["sleap-nn"]["median_images_per_s"]
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if "sleap-nn" in summary:
+        peer = summary["sleap-nn"]["median_images_per_s"]
+        for tool in set(summary) & set(OURS):
+            summary[f"throughput_ratio {tool} / sleap-nn"] = (
+                summary[tool]["median_images_per_s"] / peer
+            )
+    (out / f"summary-{'-'.join(tools)}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2, default=str))
 
 

@@ -195,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-dir", help="default: <trainer_config.ckpt_dir>/<run_name>")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--seed", type=int)
-    s.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    s.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "32", "bf16-mixed", "16-mixed"],
+        help="auto: bf16 mixed precision on CPUs with native bf16, else 32",
+    )
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="predict a labelled split and score it")

@@ -20,3 +20,36 @@ def pick_device(requested: str | None = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError(f"Device '{requested}' was requested but MPS is not available here")
     return device
+
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), where bf16
+    autocast makes convolutions several times faster. Read from /proc/cpuinfo (Linux); other
+    systems report False."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(requested: str | None, device: torch.device) -> str:
+    """Lightning precision for a training run. ``"auto"`` (or None) picks bf16 mixed precision
+    on CPUs with native bf16 and full fp32 everywhere else (GPUs included: not measured here).
+    """
+    if requested not in (None, *PRECISIONS):
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested not in (None, "auto"):
+        return str(requested)
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16-mixed"
+    return "32"

@@ -483,3 +483,21 @@ def test_resume_fingerprint_ignores_how_a_run_is_fed_but_not_what_it_learns(fly_
     assert changed("trainer_config", "optimizer", {"lr": 1e-4}) != key
     assert changed("data_config", "preprocessing", {"scale": 0.25}) != key
     assert _fingerprint(base, fly_split["train"], fly_split["train"]) != key
+
+
+def test_precision_auto_uses_bf16_only_on_cpus_with_native_bf16(monkeypatch):
+    import pipeline_lib.devices as devices
+
+    assert devices.cpu_has_native_bf16("flags\t: fpu sse avx512f avx512_bf16 amx_tile")
+    assert devices.cpu_has_native_bf16("flags\t: fpu amx_bf16")
+    assert not devices.cpu_has_native_bf16("flags\t: fpu sse avx2 avx512f")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    assert devices.resolve_precision("auto", cpu) == "bf16-mixed"
+    assert devices.resolve_precision(None, cpu) == "bf16-mixed"
+    assert devices.resolve_precision("auto", cuda) == "32"  # GPUs: not measured here
+    assert devices.resolve_precision("32", cpu) == "32"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    assert devices.resolve_precision("auto", cpu) == "32"
+    with pytest.raises(ValueError, match="precision"):
+        devices.resolve_precision("fp8", cpu)

@@ -32,6 +32,7 @@ from pipeline_lib.data.frame_source import FrameShape, open_frame_source
 from pipeline_lib.data.instances import auto_crop_size, frame_points, node_indices
 from pipeline_lib.data.pipelines import SplitData, make_datasets
 from pipeline_lib.data.transforms import make_transform, model_input_channels
+from pipeline_lib.devices import resolve_precision
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_atomic
 from pipeline_lib.io.labels import load_labels
 from pipeline_lib.io.skeleton import skeleton_to_dict
@@ -52,7 +53,7 @@ from pipeline_lib.training.run_dir import (
     backbone_of,
     head_of,
 )
-from pipeline_lib.training.trainer_setup import build_trainer
+from pipeline_lib.training.trainer_setup import build_trainer, training_accelerator
 from pipeline_lib.training.visualize import PredictionVisualizer
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,13 @@ def train_model(
     run_dir: str | os.PathLike,
     threads: int = 1,
     seed: int | None = None,
-    precision: str = "32",
+    precision: str = "auto",
 ) -> None:
     """Train the model described by ``config_path`` on the given splits into ``run_dir``.
 
-    ``precision`` is Lightning's: "32" (default), "bf16-mixed" or "16-mixed". The sleap-nn config
-    has no such field, so it comes from the pipeline config's model entry.
+    ``precision`` is Lightning's "32", "bf16-mixed" or "16-mixed", or "auto": bf16 mixed precision
+    on CPUs with native bf16, fp32 elsewhere (see :func:`pipeline_lib.devices.resolve_precision`).
+    The sleap-nn config has no such field, so it comes from the pipeline config's model entry.
 
     ``cache_dir`` holds the decoded frames from :func:`build_image_cache`; every data pipeline
     reads its frames from there. Without one, ``torch_dataset`` builds a private cache first
@@ -151,6 +153,7 @@ def train_model(
     )
     resolved["model_config"]["total_params"] = count_parameters(module.model)
 
+    precision = resolve_precision(precision, torch.device(training_accelerator(tc)))
     fingerprint = _fingerprint({**resolved, "precision": precision}, train_labels, val_labels)
     is_main = rank_zero_only.rank == 0
     resume = _resume_checkpoint(work, fingerprint, tc.get("resume_ckpt_path"), is_main)
@@ -172,9 +175,10 @@ def train_model(
         loggers=loggers,
     )
     log.info(
-        "Training %s (%d parameters) on %d samples, validating on %d; %s",
+        "Training %s (%d parameters, precision %s) on %d samples, validating on %d; %s",
         head,
         resolved["model_config"]["total_params"],
+        precision,
         len(train_ds),
         len(val_ds),
         f"resuming from {resume}" if resume else "from scratch",

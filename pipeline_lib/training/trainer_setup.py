@@ -137,7 +137,7 @@ def resolve_devices(tc: dict) -> tuple[str, int | str | list[int]]:
     indices = tc.get("trainer_device_indices")
     if indices:
         indices = [int(i) for i in indices]
-        if _resolved_accelerator(accelerator) == "cpu":
+        if training_accelerator(tc) == "cpu":
             return "cpu", len(indices)
         return accelerator, indices
     if count in (None, "auto"):
@@ -145,14 +145,18 @@ def resolve_devices(tc: dict) -> tuple[str, int | str | list[int]]:
     return accelerator, int(count)
 
 
-def _resolved_accelerator(accelerator: str) -> str:
-    """What ``"auto"`` means on this machine: gpu, mps or cpu."""
+def training_accelerator(tc: dict) -> str:
+    """The device type training will use: ``trainer_accelerator``, with "auto" resolved to
+    cuda, mps or cpu by what this machine has."""
+    accelerator = tc.get("trainer_accelerator") or "auto"
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
     if accelerator != "auto":
         return accelerator
     import torch
 
     if torch.cuda.is_available():
-        return "gpu"
+        return "cuda"
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "mps"

@@ -20,6 +20,7 @@ rule train_model:
     params:
         run_dir=lambda w: model_dir(w.model),
         seed=config["seed"],
+        precision=lambda w: str(config["models"][w.model].get("precision", "auto")),
         code=code("pipeline_lib.training.train"),
     log:
         log_path("train_model", "{model}"),

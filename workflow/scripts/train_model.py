@@ -14,6 +14,7 @@ def main(smk):
         run_dir=smk.params.run_dir,
         threads=smk.threads,
         seed=smk.params.seed,
+        precision=smk.params.precision,
     )
 
 
