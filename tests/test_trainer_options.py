@@ -390,17 +390,21 @@ def test_ddp_trains_with_two_cpu_processes(shared_data, fly_split, tmp_path):
 
 # ---- experiment logging and the GUI's sockets, in real training runs -------------------------------
 def test_wandb_offline_run_in_the_run_dir(shared_data, fly_split, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb_cache"))
-    run = train(
-        shared_data,
-        fly_split,
-        tmp_path,
-        use_wandb=True,
-        wandb={"wandb_mode": "offline", "project": "bench", "name": "tiny", "api_key": "s3cret"},
-    )
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    try:
+        run = train(
+            shared_data,
+            fly_split,
+            tmp_path,
+            use_wandb=True,
+            wandb={"wandb_mode": "offline", "project": "p", "name": "tiny", "api_key": "s3cret"},
+        )
+    finally:
+        wandb.teardown()  # wandb keeps process-wide settings (the key too); later tests need none
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     resolved = yaml.safe_load((run / "training_config.yaml").read_text())
     assert resolved["trainer_config"]["wandb"]["current_run_id"]
