@@ -121,10 +121,23 @@ class PoseModel(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, C, H, W) in [0, 1] -> ``{"confmaps": (B, n, H / stride, W / stride), ...}``."""
         features, bottleneck = self.backbone.forward_features(x)
-        return {
-            name: head(bottleneck if head.reads_bottleneck else features[head.output_stride])
-            for name, head in self.heads.items()
-        }
+        # Heads run outside autocast, in their parameters' precision: they are cheap, and bf16
+        # outputs quantise confidence maps to ~1/256 steps, which cost accuracy when training.
+        with torch.autocast(x.device.type, enabled=False):
+            return {
+                name: head(
+                    _as_dtype_of(
+                        head, bottleneck if head.reads_bottleneck else features[head.output_stride]
+                    )
+                )
+                for name, head in self.heads.items()
+            }
+
+
+def _as_dtype_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype of ``module``'s parameters (bf16 features into an fp32 head)."""
+    param = next(module.parameters(), None)
+    return x if param is None or x.dtype == param.dtype else x.to(param.dtype)
 
 
 def _the_one_non_null(section: Mapping | None, where: str, allowed: Sequence[str]) -> str:
