@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-ALL_HEADS = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "bottomup",
-    "multi_class_bottomup",
-    "multi_class_topdown",
-)
+from pipeline_lib.config.training_config import HEAD_NAMES
+
+ALL_HEADS = HEAD_NAMES
 
 
 def tiny_model_config(

@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torchvision.models.convnext import CNBlockConfig
 
+from pipeline_lib.config.training_config import HEAD_NAMES
 from pipeline_lib.models.convnext import ConvNeXt
 from pipeline_lib.models.decoder import same_size_padding
 from pipeline_lib.models.model import build_model, count_parameters
@@ -20,14 +21,7 @@ from pipeline_lib.models.swint import SwinT
 
 SMALL_CONVNEXT = {"depths": [1, 1, 1], "channels": [8, 16, 32]}
 SMALL_SWIN = {"embed": 8, "depths": [1, 2], "num_heads": [2, 2]}
-HEADS = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "bottomup",
-    "multi_class_bottomup",
-    "multi_class_topdown",
-)
+HEADS = HEAD_NAMES
 
 
 def _backbone(name: str, **overrides) -> dict:

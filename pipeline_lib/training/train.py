@@ -26,6 +26,7 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
 from pipeline_lib.config import config_to_dict, load_training_config
+from pipeline_lib.config.training_config import HEAD_NAMES
 from pipeline_lib.data.cache import build_image_cache, cache_matches, file_sha256
 from pipeline_lib.data.datasets import CROP_HEADS, SampleSpec, crop_margin_for
 from pipeline_lib.data.frame_source import FrameShape, open_frame_source
@@ -60,14 +61,7 @@ log = logging.getLogger(__name__)
 
 FRAME_CACHE_DIR = "frame_cache"  # inside the working folder: see _private_frame_cache
 
-SUPPORTED_HEADS = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "bottomup",
-    "multi_class_bottomup",
-    "multi_class_topdown",
-)
+SUPPORTED_HEADS = HEAD_NAMES  # every model type of the sleap-nn format trains
 
 
 def train_model(
