@@ -87,7 +87,7 @@ def _evaluate(a: argparse.Namespace) -> None:
         f"{stem}.npz",
         f"{stem}.pred.slp",
         a.threads,
-        {"peak_threshold": a.peak_threshold},
+        {"peak_threshold": a.peak_threshold, **_filter_options(a)},
     )
     _print({k: metrics.get(k) for k in ("n_frames", "mOKS", "oks_voc", "distance")})
 
@@ -101,8 +101,32 @@ def _predict(a: argparse.Namespace) -> None:
         "refinement": a.refinement,
         "max_instances": a.max_instances,
         "device": a.device,
+        **_filter_options(a),
     }
     _print(predict_video(a.model_dirs, a.video, a.out, options, a.threads, a.frames))
+
+
+def _filter_options(a: argparse.Namespace) -> dict:
+    """The post-filter options (pipeline_lib.inference.filters) given on the command line."""
+    return {
+        "min_visible_nodes": a.min_visible_nodes,
+        "min_instance_score": a.min_instance_score,
+        "min_mean_node_score": a.min_mean_node_score,
+        "overlap_nms": a.overlap_nms,
+        "overlap_threshold": a.overlap_threshold,
+        "oks_stddev": a.oks_stddev,
+    }
+
+
+def _add_filter_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--min-visible-nodes", type=int, default=0, help="drop sparser instances")
+    s.add_argument("--min-instance-score", type=float, help="drop instances scoring lower")
+    s.add_argument("--min-mean-node-score", type=float, help="drop lower mean node scores")
+    s.add_argument("--overlap-nms", choices=["iou", "oks"], help="suppress overlapping duplicates")
+    s.add_argument("--overlap-threshold", type=float, default=0.8)
+    s.add_argument(
+        "--oks-stddev", type=float, default=0.025, help="OKS sigma for --overlap-nms oks"
+    )
 
 
 def _track(a: argparse.Namespace) -> None:
@@ -209,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-prefix", required=True, help="writes PREFIX.json, .npz, .pred.slp")
     s.add_argument("--peak-threshold", type=float, default=0.2)
     s.add_argument("--threads", type=int, default=1)
+    _add_filter_arguments(s)
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("predict", help="predict every frame of a video")
@@ -224,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--frames", help="frame selection, e.g. 0-99,150 (default: every frame)")
     s.add_argument("--threads", type=int, default=1)
+    _add_filter_arguments(s)
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("track", help="assign identities to predicted instances")

@@ -118,6 +118,29 @@ def test_predict_video_and_evaluate(topdown_run, shared_data):
     assert metrics["n_frames"] > 0 and 0.0 <= metrics["oks_voc"]["mAP"] <= 1.0
     assert (tmp / "m.json").exists() and (tmp / "m.npz").exists() and (tmp / "pr.slp").exists()
 
+    # Post-filters reach real predictions: nothing has more than the skeleton's 13 nodes, and
+    # suppressing overlaps never keeps more instances than before.
+    filtered = evaluate_model(
+        [runs["centroid"], runs["centered"]],
+        splits["test"],
+        tmp / "f.json",
+        tmp / "f.npz",
+        tmp / "f.slp",
+        threads=2,
+        options={"peak_threshold": -1.0, "max_instances": 2, "min_visible_nodes": 14},
+    )
+    assert filtered["n_pred_instances"] == 0 < metrics["n_pred_instances"]
+    nms = evaluate_model(
+        [runs["centroid"], runs["centered"]],
+        splits["test"],
+        tmp / "n.json",
+        tmp / "n.npz",
+        tmp / "n.slp",
+        threads=2,
+        options={"peak_threshold": -1.0, "max_instances": 2, "overlap_nms": "iou"},
+    )
+    assert 0 < nms["n_pred_instances"] <= metrics["n_pred_instances"]
+
 
 def test_rerun_after_completion_resumes_nothing_extra(topdown_run):
     """A finished run's checkpoints stay consistent: best.ckpt loads into the resolved model."""

@@ -386,3 +386,24 @@ def test_multi_class_predictor_keeps_model_identities(tmp_path: Path, shared_dat
     assert plan.identities_from_model and plan.eval_model == "mcb"
     config["predictor"]["models"] = ["bu"]
     assert not build_plan(config, demo_ids=["demo_0"], base_dir=tmp_path).identities_from_model
+
+
+def test_schema_inference_keys_are_exactly_the_inference_options() -> None:
+    from dataclasses import fields
+
+    from pipeline_lib.inference.predictors import InferenceOptions
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    keys = set(schema["properties"]["inference"]["properties"])
+    assert keys == {f.name for f in fields(InferenceOptions)}
+    config = shipped_config()
+    config["inference"].update(
+        {"min_visible_nodes": 3, "overlap_nms": "oks", "overlap_threshold": 0.7}
+    )
+    for model in config["models"].values():
+        model["precision"] = "bf16-mixed"
+    jsonschema.Draft202012Validator(schema).validate(config)
+    InferenceOptions.from_dict(config["inference"])
+    config["models"][next(iter(config["models"]))]["precision"] = "fp8"
+    with pytest.raises(jsonschema.ValidationError, match="fp8"):
+        jsonschema.Draft202012Validator(schema).validate(config)

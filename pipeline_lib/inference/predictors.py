@@ -18,6 +18,7 @@ import torch
 from pipeline_lib.data.instances import crop_offsets, extract_crops, node_indices
 from pipeline_lib.data.transforms import FrameTransform, coerce_channels, make_transform
 from pipeline_lib.devices import pick_device
+from pipeline_lib.inference.filters import apply_filters, filters_enabled
 from pipeline_lib.inference.peaks import find_global_peaks, find_local_peaks
 from pipeline_lib.training.run_dir import TrainedModel, backbone_of, load_trained_model
 
@@ -39,6 +40,13 @@ class InferenceOptions:
     min_line_scores: float = 0.25
     min_instance_peaks: int | float = 0
     max_peaks_per_node: int = 32  # strongest peaks kept per node and frame before grouping
+    # Post-filters (see pipeline_lib.inference.filters), all off by default.
+    min_visible_nodes: int = 0
+    min_instance_score: float | None = None
+    min_mean_node_score: float | None = None
+    overlap_nms: str | None = None  # "iou" or "oks"
+    overlap_threshold: float = 0.8
+    oks_stddev: float = 0.025
 
     @classmethod
     def from_dict(cls, data: dict | None) -> InferenceOptions:
@@ -57,6 +65,16 @@ class InferenceOptions:
             )
         if opts.batch_size < 1:
             raise ValueError(f"inference.batch_size must be >= 1, got {opts.batch_size}")
+        if opts.overlap_nms in ("none", "None"):
+            opts.overlap_nms = None
+        if opts.overlap_nms not in (None, "iou", "oks"):
+            raise ValueError(
+                f"inference.overlap_nms must be iou, oks or none, got {opts.overlap_nms!r}"
+            )
+        if opts.min_visible_nodes < 0:
+            raise ValueError(
+                f"inference.min_visible_nodes must be >= 0, got {opts.min_visible_nodes}"
+            )
         return opts
 
 
@@ -384,13 +402,33 @@ def make_predictor(model_dirs: Sequence[str | os.PathLike], options: InferenceOp
     if len(dirs) == 1:
         head = _head_of_dir(dirs[0])
         if head in ("bottomup", "multi_class_bottomup"):
-            return BottomUpPredictor(dirs[0], options)
-        return SingleInstancePredictor(dirs[0], options)
-    if len(dirs) == 2:
-        return TopDownPredictor(dirs[0], dirs[1], options)
-    raise ValueError(
-        f"Expected one model folder or a [centroid, centered_instance] pair, got {dirs}"
-    )
+            predictor = BottomUpPredictor(dirs[0], options)
+        else:
+            predictor = SingleInstancePredictor(dirs[0], options)
+    elif len(dirs) == 2:
+        predictor = TopDownPredictor(dirs[0], dirs[1], options)
+    else:
+        raise ValueError(
+            f"Expected one model folder or a [centroid, centered_instance] pair, got {dirs}"
+        )
+    return FilteredPredictor(predictor, options) if filters_enabled(options) else predictor
+
+
+class FilteredPredictor:
+    """A predictor whose per-frame results go through the post-filters of ``options``; every
+    other attribute (skeleton, classes, ...) is the wrapped predictor's."""
+
+    def __init__(self, predictor, options: InferenceOptions) -> None:
+        self.predictor = predictor
+        self.options = options
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[FrameInstances]:
+        return [apply_filters(p, self.options) for p in self.predictor.predict(frames)]
+
+    def __getattr__(self, name: str):
+        if name == "predictor":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.predictor, name)
 
 
 def _head_of_dir(model_dir: str | os.PathLike) -> str:
