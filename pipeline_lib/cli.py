@@ -103,7 +103,11 @@ def _predict(a: argparse.Namespace) -> None:
         "device": a.device,
         **_filter_options(a),
     }
-    _print(predict_video(a.model_dirs, a.video, a.out, options, a.threads, a.frames))
+    _print(
+        predict_video(
+            a.model_dirs, a.video, a.out, options, a.threads, a.frames, a.analysis_h5, a.csv
+        )
+    )
 
 
 def _filter_options(a: argparse.Namespace) -> dict:
@@ -249,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--frames", help="frame selection, e.g. 0-99,150 (default: every frame)")
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--analysis-h5", help="also write SLEAP's analysis HDF5 here")
+    s.add_argument("--csv", help="also write a CSV with one row per instance here")
     _add_filter_arguments(s)
     s.set_defaults(func=_predict)
 

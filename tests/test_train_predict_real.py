@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import sleap_io as sio
 import yaml
@@ -96,8 +97,19 @@ def test_predict_video_and_evaluate(topdown_run, shared_data):
         # Six training steps cannot produce confident peaks: accept any peak to test the plumbing.
         {"batch_size": 4, "peak_threshold": -1.0, "max_instances": 2},
         threads=2,
+        analysis_h5=tmp / "pred.analysis.h5",
+        csv=tmp / "pred.csv",
     )
     assert summary["n_frames"] == 128
+    table = pd.read_csv(tmp / "pred.csv")
+    assert len(table) == summary["n_instances"] and "thorax.x" in table.columns
+    import h5py
+
+    with h5py.File(tmp / "pred.analysis.h5", "r") as h5:
+        node_names = [n.decode() if isinstance(n, bytes) else n for n in h5["node_names"][()]]
+        assert node_names[:2] == ["head", "thorax"]
+        assert h5["tracks"].shape[-1] == 128  # SLEAP's layout: (tracks, xy, nodes, frames)
+        assert int(np.isfinite(h5["tracks"][()]).any(axis=(1, 2)).sum()) == table.shape[0]
     pred = sio.load_slp(str(out))
     assert len(pred.labeled_frames) == 128
     assert all(len(lf.instances) <= 2 for lf in pred.labeled_frames)

@@ -23,6 +23,7 @@ from pipeline_lib.inference.frames import parse_frame_selection
 from pipeline_lib.inference.predictors import InferenceOptions, make_predictor, to_labeled_frame
 from pipeline_lib.io.labels import save_labels
 from pipeline_lib.io.progress import Progress
+from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.io.video import open_video
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,12 @@ def predict_video(
     options: dict | InferenceOptions | None = None,
     threads: int = 1,
     frames: str | None = None,
+    analysis_h5: str | os.PathLike | None = None,
+    csv: str | os.PathLike | None = None,
 ) -> dict:
     """Predict the frames of ``video_path`` (all, or a selection such as ``"0-99,150"``) and
-    save the predictions to ``out_path``."""
+    save the predictions to ``out_path``; on request also as SLEAP's analysis HDF5
+    (``analysis_h5``) and a tidy CSV with one row per instance (``csv``)."""
     torch.set_num_threads(max(1, int(threads)))
     opts = options if isinstance(options, InferenceOptions) else InferenceOptions.from_dict(options)
     predictor = make_predictor(model_dirs, opts)
@@ -72,6 +76,10 @@ def predict_video(
         }
     )
     save_labels(labels, out_path)
+    if analysis_h5 is not None:
+        save_analysis_h5(labels, analysis_h5)
+    if csv is not None:
+        save_table_csv(labels, csv)
     summary = {
         "n_frames": int(n_frames),
         "n_frames_with_instances": len(frames_out),

@@ -10,12 +10,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import numpy as np
-import pandas as pd
 import sleap_io as sio
 
-from pipeline_lib.io.atomic import atomic_path
 from pipeline_lib.io.labels import load_labels, save_labels
+from pipeline_lib.io.tables import save_table_csv
 from pipeline_lib.tracking.classical import ClassicalTracker
 from pipeline_lib.tracking.identity import IdentityTracker
 from pipeline_lib.tracking.options import TrackerOptions
@@ -57,8 +55,7 @@ def track_file(
     tracked = tracker.track(labels)
     save_labels(tracked, out_slp)
     if out_csv is not None:
-        with atomic_path(out_csv) as tmp:
-            labels_to_table(tracked).to_csv(tmp, index=False)
+        save_table_csv(tracked, out_csv)
     used = {
         id(i.track) for lf in tracked.labeled_frames for i in lf.instances if i.track is not None
     }
@@ -67,42 +64,3 @@ def track_file(
         "n_instances": sum(len(lf.instances) for lf in tracked.labeled_frames),
         "n_tracks": len(used),
     }
-
-
-def labels_to_table(labels: sio.Labels) -> pd.DataFrame:
-    """One row per instance: video, frame_idx, track, score, tracking_score, then per node
-    ``<node>.x``, ``<node>.y``, ``<node>.score`` (user instances have score 1, no node scores).
-    """
-    if len(labels.skeletons) > 1:
-        raise ValueError(
-            f"Cannot tabulate labels with {len(labels.skeletons)} skeletons into one CSV"
-        )
-    nodes = labels.skeletons[0].node_names if labels.skeletons else []
-    columns = ["video", "frame_idx", "track", "score", "tracking_score"]
-    columns += [f"{n}.{c}" for n in nodes for c in ("x", "y", "score")]
-    rows = []
-    for lf in labels.labeled_frames:
-        video = lf.video.filename
-        video = video[0] if isinstance(video, list) else video
-        for inst in lf.instances:
-            predicted = isinstance(inst, sio.PredictedInstance)
-            pts = inst.numpy()
-            point_scores = (
-                np.asarray(inst.points["score"], dtype=float)
-                if predicted
-                else np.full(len(pts), np.nan)
-            )
-            per_node = np.column_stack([pts, point_scores]).ravel().tolist()
-            rows.append(
-                [
-                    video,
-                    lf.frame_idx,
-                    inst.track.name if inst.track is not None else "",
-                    float(inst.score) if predicted else 1.0,
-                    float(inst.tracking_score)
-                    if predicted and inst.tracking_score is not None
-                    else np.nan,
-                    *per_node,
-                ]
-            )
-    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,69 @@
+"""Predictions as files other tools read: a tidy CSV and SLEAP's analysis HDF5.
+
+The ``.slp`` stays the complete record; these are conveniences for analysis code (pandas, R,
+MATLAB). Both are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import sleap_io as sio
+
+from pipeline_lib.io.atomic import atomic_path
+
+
+def labels_to_table(labels: sio.Labels) -> pd.DataFrame:
+    """One row per instance: video, frame_idx, track, score, tracking_score, then per node
+    ``<node>.x``, ``<node>.y``, ``<node>.score`` (user instances have score 1, no node scores).
+    """
+    if len(labels.skeletons) > 1:
+        raise ValueError(
+            f"Cannot tabulate labels with {len(labels.skeletons)} skeletons into one CSV"
+        )
+    nodes = labels.skeletons[0].node_names if labels.skeletons else []
+    columns = ["video", "frame_idx", "track", "score", "tracking_score"]
+    columns += [f"{n}.{c}" for n in nodes for c in ("x", "y", "score")]
+    rows = []
+    for lf in labels.labeled_frames:
+        video = lf.video.filename
+        video = video[0] if isinstance(video, list) else video
+        for inst in lf.instances:
+            predicted = isinstance(inst, sio.PredictedInstance)
+            pts = inst.numpy()
+            point_scores = (
+                np.asarray(inst.points["score"], dtype=float)
+                if predicted
+                else np.full(len(pts), np.nan)
+            )
+            per_node = np.column_stack([pts, point_scores]).ravel().tolist()
+            rows.append(
+                [
+                    video,
+                    lf.frame_idx,
+                    inst.track.name if inst.track is not None else "",
+                    float(inst.score) if predicted else 1.0,
+                    float(inst.tracking_score)
+                    if predicted and inst.tracking_score is not None
+                    else np.nan,
+                    *per_node,
+                ]
+            )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def save_table_csv(labels: sio.Labels, path: str | os.PathLike) -> None:
+    """:func:`labels_to_table` as a CSV file."""
+    with atomic_path(path) as tmp:
+        labels_to_table(labels).to_csv(tmp, index=False)
+
+
+def save_analysis_h5(labels: sio.Labels, path: str | os.PathLike) -> None:
+    """SLEAP's analysis HDF5 (``tracks`` as frames x nodes x xy x tracks, occupancy, scores),
+    written by sleap-io for the labels' first video; untracked instances each get a column."""
+    if not labels.videos:
+        raise ValueError(f"Cannot write {path}: the predictions have no video")
+    with atomic_path(path) as tmp:  # the temporary name keeps the .h5 suffix sleap-io needs
+        sio.save_analysis_h5(labels, str(tmp), video=0)
