@@ -103,6 +103,28 @@ def _predict(a: argparse.Namespace) -> None:
         "device": a.device,
         **_filter_options(a),
     }
+    if a.labels is not None:
+        from pipeline_lib.inference.predict import predict_labels
+
+        if a.analysis_h5 or a.csv:
+            raise ValueError("--analysis-h5 and --csv go with --video (one video per file)")
+        _print(
+            predict_labels(
+                a.model_dirs,
+                a.labels,
+                a.out,
+                options,
+                a.threads,
+                a.video_index,
+                a.frames,
+                a.only_labeled_frames,
+                a.only_suggested_frames,
+                a.exclude_user_labeled,
+            )
+        )
+        return
+    if a.video_index is not None or a.only_labeled_frames or a.only_suggested_frames:
+        raise ValueError("--video-index and the frame filters go with --labels")
     _print(
         predict_video(
             a.model_dirs, a.video, a.out, options, a.threads, a.frames, a.analysis_h5, a.csv
@@ -240,11 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filter_arguments(s)
     s.set_defaults(func=_evaluate)
 
-    s = sub.add_parser("predict", help="predict every frame of a video")
+    s = sub.add_parser("predict", help="predict the frames of a video or of a labels file")
     s.add_argument(
         "model_dirs", nargs="+", help="[single_instance] or [centroid centered_instance]"
     )
-    s.add_argument("--video", required=True)
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="video file or image folder")
+    source.add_argument("--labels", help=".slp or .pkg.slp: predict the frames of its videos")
+    s.add_argument("--video-index", type=int, help="with --labels: only this video")
+    s.add_argument("--only-labeled-frames", action="store_true", help="with --labels")
+    s.add_argument("--only-suggested-frames", action="store_true", help="with --labels")
+    s.add_argument("--exclude-user-labeled", action="store_true", help="with --labels")
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=4)
     s.add_argument("--peak-threshold", type=float, default=0.2)

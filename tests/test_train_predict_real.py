@@ -187,3 +187,38 @@ def test_single_instance_train_and_predict(shared_data, tmp_path):
     assert all(len(lf.instances) == 1 for lf in pred.labeled_frames)
     pts = pred.labeled_frames[5].instances[0].numpy()
     assert np.isfinite(pts).all() and (pts >= -2).all() and (pts <= 1026).all()
+
+
+def test_predict_labels_inputs(topdown_run, shared_data):
+    """A labels file as input: its labelled frames, and an embedded .pkg.slp, via the CLI."""
+    from pipeline_lib.cli import main as cli_main
+
+    tmp, splits, runs = topdown_run
+    models = [str(runs["centroid"]), str(runs["centered"])]
+    test_frames = sorted(lf.frame_idx for lf in sio.load_slp(str(splits["test"])))
+    out = tmp / "labels_pred.slp"
+    args = ["predict", *models, "--labels", str(splits["test"]), "--out", str(out)]
+    assert (
+        cli_main([*args, "--only-labeled-frames", "--peak-threshold", "-1", "--threads", "2"]) == 0
+    )
+    pred = sio.load_slp(str(out))
+    assert sorted(lf.frame_idx for lf in pred.labeled_frames) == test_frames
+    assert pred.provenance["labels"] == str(splits["test"])
+    assert pred.provenance["model_dirs"] == models and "torch_version" in pred.provenance
+
+    pkg = shared_data / "sleap_nn_assets/datasets/minimal_instance.pkg.slp"
+    out = tmp / "pkg_pred.slp"
+    assert (
+        cli_main(
+            ["predict", *models, "--labels", str(pkg), "--out", str(out), "--peak-threshold", "-1"]
+        )
+        == 0
+    )
+    assert [lf.frame_idx for lf in sio.load_slp(str(out)).labeled_frames] == [0]
+    # frame filters belong to labels input
+    assert (
+        cli_main(
+            ["predict", *models, "--video", str(pkg), "--out", str(out), "--only-labeled-frames"]
+        )
+        == 1
+    )
