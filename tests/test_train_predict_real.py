@@ -222,3 +222,31 @@ def test_predict_labels_inputs(topdown_run, shared_data):
         )
         == 1
     )
+
+
+def test_predict_an_image_folder(topdown_run, shared_data):
+    """A folder of images is a video: frames in file-name order, same pixels as the mp4."""
+    import cv2
+
+    tmp, _, runs = topdown_run
+    folder = tmp / "frames"
+    folder.mkdir()
+    video = sio.load_video(str(shared_data / "dreem_assets/sleap/two_flies.mp4"))
+    for i in range(3):
+        cv2.imwrite(str(folder / f"img_{i:03d}.png"), np.asarray(video[i])[..., 0])
+    out = tmp / "folder_pred.slp"
+    opts = {"peak_threshold": -1.0, "max_instances": 2}
+    summary = predict_video([runs["centroid"], runs["centered"]], folder, out, opts, threads=2)
+    assert summary["n_frames"] == 3
+    from_mp4 = predict_video(
+        [runs["centroid"], runs["centered"]],
+        shared_data / "dreem_assets/sleap/two_flies.mp4",
+        tmp / "mp4_pred.slp",
+        opts,
+        threads=2,
+        frames="0-2",
+    )
+    a, b = sio.load_slp(str(out)), sio.load_slp(str(tmp / "mp4_pred.slp"))
+    assert [lf.frame_idx for lf in a] == [lf.frame_idx for lf in b] == [0, 1, 2]
+    assert from_mp4["n_instances"] == summary["n_instances"]
+    np.testing.assert_allclose(a[0].instances[0].numpy(), b[0].instances[0].numpy(), atol=1e-4)
