@@ -87,7 +87,7 @@ def _evaluate(a: argparse.Namespace) -> None:
         f"{stem}.npz",
         f"{stem}.pred.slp",
         a.threads,
-        {"peak_threshold": a.peak_threshold, **_filter_options(a)},
+        {"peak_threshold": a.peak_threshold, **_filter_options(a), **_preprocessing_options(a)},
     )
     _print({k: metrics.get(k) for k in ("n_frames", "mOKS", "oks_voc", "distance")})
 
@@ -102,6 +102,7 @@ def _predict(a: argparse.Namespace) -> None:
         "max_instances": a.max_instances,
         "device": a.device,
         **_filter_options(a),
+        **_preprocessing_options(a),
     }
     if a.labels is not None:
         from pipeline_lib.inference.predict import predict_labels
@@ -142,6 +143,27 @@ def _filter_options(a: argparse.Namespace) -> dict:
         "overlap_threshold": a.overlap_threshold,
         "oks_stddev": a.oks_stddev,
     }
+
+
+def _preprocessing_options(a: argparse.Namespace) -> dict:
+    """Inference overrides of the models' training preprocessing given on the command line."""
+    return {
+        "input_scale": a.input_scale,
+        "max_height": a.max_height,
+        "max_width": a.max_width,
+        "ensure_rgb": True if a.ensure_rgb else None,
+        "ensure_grayscale": True if a.ensure_grayscale else None,
+        "crop_size": a.crop_size,
+    }
+
+
+def _add_preprocessing_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--input-scale", type=float, help="override the full-frame model's scale")
+    s.add_argument("--max-height", type=int, help="override the size-match height")
+    s.add_argument("--max-width", type=int, help="override the size-match width")
+    s.add_argument("--ensure-rgb", action="store_true", help="convert frames to 3 channels")
+    s.add_argument("--ensure-grayscale", action="store_true", help="convert frames to 1 channel")
+    s.add_argument("--crop-size", type=int, help="top-down: override the centered crop size")
 
 
 def _add_filter_arguments(s: argparse.ArgumentParser) -> None:
@@ -260,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--peak-threshold", type=float, default=0.2)
     s.add_argument("--threads", type=int, default=1)
     _add_filter_arguments(s)
+    _add_preprocessing_arguments(s)
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("predict", help="predict the frames of a video or of a labels file")
@@ -284,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--analysis-h5", help="also write SLEAP's analysis HDF5 here")
     s.add_argument("--csv", help="also write a CSV with one row per instance here")
     _add_filter_arguments(s)
+    _add_preprocessing_arguments(s)
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("track", help="assign identities to predicted instances")

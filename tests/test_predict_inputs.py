@@ -53,3 +53,23 @@ def test_video_index(flies):
 def test_embedded_package_defaults_to_its_labelled_frames(shared_data):
     labels = load_labels(shared_data / "sleap_nn_assets/datasets/minimal_instance.pkg.slp")
     assert frames_of(labels_frame_plan(labels)) == [[0]]
+
+
+def test_preprocessing_overrides_apply_to_the_right_model():
+    from pipeline_lib.inference.predictors import InferenceOptions, preprocessing_with_overrides
+
+    trained = {"scale": 0.5, "max_height": None, "max_width": None, "crop_size": 96}
+    trained |= {"ensure_rgb": False, "ensure_grayscale": False}
+    opts = InferenceOptions.from_dict(
+        {"input_scale": 0.25, "max_height": 600, "ensure_grayscale": True, "crop_size": 128}
+    )
+    full = preprocessing_with_overrides(trained, opts, full_frame=True)
+    assert (full["scale"], full["max_height"], full["max_width"]) == (0.25, 600, None)
+    assert full["crop_size"] == 96 and full["ensure_grayscale"] and not full["ensure_rgb"]
+    crop = preprocessing_with_overrides(trained, opts, full_frame=False)
+    assert crop["scale"] == 0.5 and crop["crop_size"] == 128 and crop["ensure_grayscale"]
+    assert preprocessing_with_overrides(trained, InferenceOptions(), True) == trained
+    with pytest.raises(ValueError, match="input_scale"):
+        InferenceOptions.from_dict({"input_scale": 0})
+    with pytest.raises(ValueError, match="cannot both"):
+        InferenceOptions.from_dict({"ensure_rgb": True, "ensure_grayscale": True})

@@ -250,3 +250,19 @@ def test_predict_an_image_folder(topdown_run, shared_data):
     assert [lf.frame_idx for lf in a] == [lf.frame_idx for lf in b] == [0, 1, 2]
     assert from_mp4["n_instances"] == summary["n_instances"]
     np.testing.assert_allclose(a[0].instances[0].numpy(), b[0].instances[0].numpy(), atol=1e-4)
+
+
+def test_inference_preprocessing_overrides(topdown_run):
+    from pipeline_lib.inference.predictors import InferenceOptions, make_predictor
+
+    _, _, runs = topdown_run
+    models = [runs["centroid"], runs["centered"]]
+    plain = make_predictor(models, InferenceOptions())
+    trained_scale = plain.centroid.transform((1024, 1024)).scale
+    override = make_predictor(
+        models, InferenceOptions.from_dict({"input_scale": trained_scale / 2, "crop_size": 64})
+    )
+    assert override.centroid.transform((1024, 1024)).scale == trained_scale / 2
+    assert override.crop_size == 64 != plain.crop_size
+    with pytest.raises(ValueError, match="crop_size 60 is not a multiple"):
+        make_predictor(models, InferenceOptions.from_dict({"crop_size": 60}))

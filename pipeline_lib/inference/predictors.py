@@ -47,6 +47,15 @@ class InferenceOptions:
     overlap_nms: str | None = None  # "iou" or "oks"
     overlap_threshold: float = 0.8
     oks_stddev: float = 0.025
+    # Preprocessing overrides (None: as the model was trained). Scale and size apply to the
+    # full-frame model (single-instance, centroid, bottom-up); crop_size to the centered-instance
+    # model of a top-down pair; the channel choices to every model.
+    input_scale: float | None = None
+    max_height: int | None = None
+    max_width: int | None = None
+    ensure_rgb: bool | None = None
+    ensure_grayscale: bool | None = None
+    crop_size: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict | None) -> InferenceOptions:
@@ -71,6 +80,12 @@ class InferenceOptions:
             raise ValueError(
                 f"inference.overlap_nms must be iou, oks or none, got {opts.overlap_nms!r}"
             )
+        for name in ("input_scale", "max_height", "max_width", "crop_size"):
+            value = getattr(opts, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"inference.{name} must be positive, got {value}")
+        if opts.ensure_rgb and opts.ensure_grayscale:
+            raise ValueError("inference.ensure_rgb and ensure_grayscale cannot both be true")
         if opts.min_visible_nodes < 0:
             raise ValueError(
                 f"inference.min_visible_nodes must be >= 0, got {opts.min_visible_nodes}"
@@ -93,11 +108,16 @@ class FrameInstances:
 class _ModelRunner:
     """One trained model plus what it needs to turn frames into its input tensors."""
 
-    def __init__(self, trained: TrainedModel, device: torch.device) -> None:
+    def __init__(
+        self,
+        trained: TrainedModel,
+        device: torch.device,
+        options: InferenceOptions | None = None,
+        full_frame: bool = True,
+    ) -> None:
         self.trained = trained
         self.device = device
-        pre = trained.preprocessing
-        self.pre = pre
+        self.pre = preprocessing_with_overrides(trained.preprocessing, options, full_frame)
         _, backbone = backbone_of(trained.config["model_config"])
         self.max_stride = int(backbone["max_stride"])
         self.output_stride = int(trained.confmaps_config["output_stride"])
@@ -138,13 +158,40 @@ class _ModelRunner:
         return int(self.trained.head_config[name]["output_stride"])
 
 
+def preprocessing_with_overrides(
+    trained: dict, options: InferenceOptions | None, full_frame: bool
+) -> dict:
+    """A model's training preprocessing with the inference overrides that apply to it.
+
+    With ``ensure_rgb`` or ``ensure_grayscale`` given, the other is turned off, so a video's
+    channels can be converted to what the model was trained on.
+    """
+    pre = dict(trained)
+    if options is None:
+        return pre
+    if options.ensure_rgb is not None or options.ensure_grayscale is not None:
+        pre["ensure_rgb"] = bool(options.ensure_rgb)
+        pre["ensure_grayscale"] = bool(options.ensure_grayscale)
+    if full_frame:
+        for key, value in (
+            ("scale", options.input_scale),
+            ("max_height", options.max_height),
+            ("max_width", options.max_width),
+        ):
+            if value is not None:
+                pre[key] = value
+    elif options.crop_size is not None:
+        pre["crop_size"] = int(options.crop_size)
+    return pre
+
+
 class SingleInstancePredictor:
     """One instance per frame from a single-instance model."""
 
     def __init__(self, model_dir: str | os.PathLike, options: InferenceOptions) -> None:
         self.options = options
         device = pick_device(options.device)
-        self.runner = _ModelRunner(load_trained_model(model_dir, device), device)
+        self.runner = _ModelRunner(load_trained_model(model_dir, device), device, options)
         trained = self.runner.trained
         self.skeleton = trained.skeleton
         self.nodes = node_indices(self.skeleton, trained.confmaps_config.get("part_names"))
@@ -188,8 +235,10 @@ class TopDownPredictor:
     ) -> None:
         self.options = options
         device = pick_device(options.device)
-        self.centroid = _ModelRunner(load_trained_model(centroid_dir, device), device)
-        self.centered = _ModelRunner(load_trained_model(centered_dir, device), device)
+        self.centroid = _ModelRunner(load_trained_model(centroid_dir, device), device, options)
+        self.centered = _ModelRunner(
+            load_trained_model(centered_dir, device), device, options, full_frame=False
+        )
         if self.centroid.trained.head != "centroid" or self.centered.trained.head not in (
             "centered_instance",
             "multi_class_topdown",
@@ -207,6 +256,11 @@ class TopDownPredictor:
         if crop is None:
             raise ValueError(f"{centered_dir}: training_config.yaml has no resolved crop_size")
         self.crop_size = int(crop)
+        if self.crop_size % self.centered.max_stride:
+            raise ValueError(
+                f"inference.crop_size {self.crop_size} is not a multiple of the centered-instance "
+                f"model's max_stride {self.centered.max_stride}"
+            )
 
     def find_centroids(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Anchor points (K, 2) in frame pixels and their confidences, per frame."""
@@ -307,7 +361,7 @@ class BottomUpPredictor:
     def __init__(self, model_dir: str | os.PathLike, options: InferenceOptions) -> None:
         self.options = options
         device = pick_device(options.device)
-        self.runner = _ModelRunner(load_trained_model(model_dir, device), device)
+        self.runner = _ModelRunner(load_trained_model(model_dir, device), device, options)
         trained = self.runner.trained
         if trained.head not in ("bottomup", "multi_class_bottomup"):
             raise ValueError(f"{model_dir} is a {trained.head} model, not a bottom-up one")
