@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 import sleap_io as sio
 import yaml
@@ -67,6 +68,9 @@ def test_demo_dag_produces_every_output(finished_run: Path) -> None:
         assert tracked.exists() and (res / f"tracks/{vid}.tracked.csv").exists()
         labels = sio.load_slp(str(tracked), open_videos=False)
         assert labels.skeletons[0].node_names[0] == "nose"
+        with h5py.File(res / f"tracks/{vid}.tracked.analysis.h5", "r") as h5:
+            # (tracks, xy, nodes, frames); the shrunk models may find no animal at all
+            assert h5["tracks"].shape[:3] == (len(labels.tracks), 2, 7)
         metrics = json.loads((res / f"tracks/{vid}.tracking_metrics.json").read_text())
         assert {"mota", "idf1", "hota", "id_switches"} <= set(metrics)
     for split in ("val", "test"):

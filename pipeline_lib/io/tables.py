@@ -61,9 +61,33 @@ def save_table_csv(labels: sio.Labels, path: str | os.PathLike) -> None:
 
 
 def save_analysis_h5(labels: sio.Labels, path: str | os.PathLike) -> None:
-    """SLEAP's analysis HDF5 (``tracks`` as frames x nodes x xy x tracks, occupancy, scores),
-    written by sleap-io for the labels' first video; untracked instances each get a column."""
+    """SLEAP's analysis HDF5 (``tracks`` as tracks x xy x nodes x frames, occupancy, scores),
+    written by sleap-io for the video of the labelled frames; untracked instances each get a
+    column. Labels without any instance (a video where nothing was found) get the same
+    datasets with zero tracks, so downstream code reads every video the same way."""
     if not labels.videos:
         raise ValueError(f"Cannot write {path}: the predictions have no video")
     with atomic_path(path) as tmp:  # the temporary name keeps the .h5 suffix sleap-io needs
-        sio.save_analysis_h5(labels, str(tmp), video=0)
+        if labels.labeled_frames:
+            # The frames' own video object: sleap-io matches videos by identity.
+            sio.save_analysis_h5(labels, str(tmp), video=labels.labeled_frames[0].video)
+        else:
+            _write_empty_analysis_h5(labels, tmp)
+
+
+def _write_empty_analysis_h5(labels: sio.Labels, path) -> None:
+    """The analysis datasets for labels with no instances (sleap-io refuses to write those)."""
+    import h5py
+
+    video = labels.videos[0]
+    n_frames = int(video.shape[0]) if video.shape is not None else 0
+    nodes = labels.skeletons[0].node_names if labels.skeletons else []
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("tracks", data=np.zeros((0, 2, len(nodes), n_frames), np.float64))
+        h5.create_dataset("track_occupancy", data=np.zeros((n_frames, 0), np.uint8))
+        h5.create_dataset("point_scores", data=np.zeros((0, len(nodes), n_frames), np.float64))
+        h5.create_dataset("instance_scores", data=np.zeros((0, n_frames), np.float64))
+        h5.create_dataset("tracking_scores", data=np.zeros((0, n_frames), np.float64))
+        h5.create_dataset("track_names", data=np.array([], dtype="S1"))
+        h5.create_dataset("node_names", data=np.array([n.encode() for n in nodes]))
+        h5.create_dataset("video_path", data=str(video.filename))

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import sleap_io as sio
 
 from pipeline_lib.io.labels import load_labels, save_labels
-from pipeline_lib.io.tables import save_table_csv
+from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.tracking.classical import ClassicalTracker
 from pipeline_lib.tracking.identity import IdentityTracker
 from pipeline_lib.tracking.options import TrackerOptions
@@ -42,8 +42,10 @@ def track_file(
     options: Mapping[str, Any] | TrackerOptions | None = None,
     out_csv: str | os.PathLike | None = None,
     tracker: Tracker | None = None,
+    out_analysis_h5: str | os.PathLike | None = None,
 ) -> dict[str, int]:
-    """Track the predictions in ``in_path`` and write ``out_slp`` (and ``out_csv``) atomically.
+    """Track the predictions in ``in_path`` and write ``out_slp`` (and ``out_csv``, SLEAP's
+    analysis HDF5 ``out_analysis_h5``) atomically.
 
     ``tracker`` overrides ``options`` (for trackers built elsewhere, e.g. from a trained
     model). Options are validated before the file is read, so a typo fails fast.
@@ -56,6 +58,8 @@ def track_file(
     save_labels(tracked, out_slp)
     if out_csv is not None:
         save_table_csv(tracked, out_csv)
+    if out_analysis_h5 is not None:
+        save_analysis_h5(tracked, out_analysis_h5)
     used = {
         id(i.track) for lf in tracked.labeled_frames for i in lf.instances if i.track is not None
     }

@@ -7,6 +7,7 @@ rule track_video:
     output:
         slp="results/tracks/{video}.tracked.slp",
         csv="results/tracks/{video}.tracked.csv",
+        analysis_h5="results/tracks/{video}.tracked.analysis.h5",
     params:
         options=tracking_options,
         code=code("pipeline_lib.tracking.track"),

@@ -11,6 +11,7 @@ def main(smk):
         smk.output.slp,
         options=dict(smk.params.options),
         out_csv=smk.output.csv,
+        out_analysis_h5=smk.output.analysis_h5,
     )
 
 
