@@ -17,8 +17,6 @@ import hashlib
 import logging
 import os
 import threading
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -27,7 +25,6 @@ import sleap_io as sio
 
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic
 from pipeline_lib.io.labels import load_labels
-from pipeline_lib.io.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +49,19 @@ def decode_labelled_frames(
 ) -> list[np.ndarray]:
     """Decode every labelled frame of ``labels`` as (H, W, C) uint8, in labelled-frame order.
 
-    Frames are grouped by video and read in increasing frame order (sequential reads are much
-    faster than seeking), one video per worker thread; OpenCV releases the GIL while decoding.
+    Reads through the same frame source as :func:`write_frame_cache`: each thread decodes its
+    share of the frames in increasing order (sequential reads are much faster than seeking).
     """
-    by_video: dict[int, list[int]] = defaultdict(list)
-    for i, lf in enumerate(labels.labeled_frames):
-        by_video[id(lf.video)].append(i)
-    out: list[np.ndarray | None] = [None] * len(labels.labeled_frames)
-    progress = Progress(len(out), desc)
+    # Imported here: frame_source builds on this module's CacheError and file_sha256.
+    from pipeline_lib.data.frame_source import VideoFrameSource, for_each_frame
 
-    def read_video(indices: list[int]) -> None:
-        video = labels.labeled_frames[indices[0]].video
-        for i in sorted(indices, key=lambda j: labels.labeled_frames[j].frame_idx):
-            frame_idx = labels.labeled_frames[i].frame_idx
-            try:
-                frame = video[frame_idx]
-            except Exception as exc:
-                raise CacheError(
-                    f"Could not decode frame {frame_idx} of video {video.filename}: {exc}"
-                ) from exc
-            if frame is None:
-                raise CacheError(f"Frame {frame_idx} of video {video.filename} did not decode")
-            frame = np.asarray(frame)
-            out[i] = frame if frame.ndim == 3 else frame[..., None]
-            progress.update()
+    source = VideoFrameSource(labels)
+    out: list[np.ndarray | None] = [None] * len(source)
 
-    workers = max(1, min(int(threads), len(by_video)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(read_video, by_video.values()))
-    progress.close()
+    def keep(row: int, frame: np.ndarray) -> None:
+        out[row] = frame
+
+    for_each_frame(source, range(len(source)), keep, threads, desc)
     return out  # type: ignore[return-value]
 
 
