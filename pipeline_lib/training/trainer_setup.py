@@ -27,6 +27,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from pipeline_lib.devices import pick_device
+
 log = logging.getLogger(__name__)
 
 PROFILE_FILENAME = "profile"  # Lightning writes fit-profile.txt from this stem
@@ -147,20 +149,13 @@ def resolve_devices(tc: dict) -> tuple[str, int | str | list[int]]:
 
 def training_accelerator(tc: dict) -> str:
     """The device type training will use: ``trainer_accelerator``, with "auto" resolved to
-    cuda, mps or cpu by what this machine has."""
+    cuda, mps or cpu by what this machine has (:func:`pipeline_lib.devices.pick_device`)."""
     accelerator = tc.get("trainer_accelerator") or "auto"
     if accelerator in ("gpu", "cuda"):
         return "cuda"
     if accelerator != "auto":
         return accelerator
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    return pick_device("auto").type
 
 
 def make_profiler(name: str | None, run_dir: Path):
