@@ -53,8 +53,6 @@ def predict_video(
     frames_out = _predict_frames(predictor, video, selected, opts.batch_size, tracks, progress)
     progress.close()
     elapsed = time.time() - started
-    n_frames = len(selected)
-    n_instances = sum(len(lf.instances) for lf in frames_out)
     labels = _predicted_labels(frames_out, [video], predictor, tracks)
     labels.provenance.update(_provenance(model_dirs, opts, {"video": str(video_path)}))
     save_labels(labels, out_path)
@@ -62,13 +60,7 @@ def predict_video(
         save_analysis_h5(labels, analysis_h5)
     if csv is not None:
         save_table_csv(labels, csv)
-    summary = {
-        "n_frames": int(n_frames),
-        "n_frames_with_instances": len(frames_out),
-        "n_instances": n_instances,
-        "seconds": round(elapsed, 3),
-        "fps": round(n_frames / elapsed, 2) if elapsed > 0 else None,
-    }
+    summary = _summary(len(selected), frames_out, elapsed)
     log.info("Predicted %s: %s", video_path, summary)
     return summary
 
@@ -114,9 +106,15 @@ def predict_labels(
     out = _predicted_labels(frames_out, [v for v, _ in plan], predictor, tracks)
     out.provenance.update(_provenance(model_dirs, opts, {"labels": str(labels_path)}))
     save_labels(out, out_path)
-    n_frames = sum(len(f) for _, f in plan)
+    summary = _summary(sum(len(f) for _, f in plan), frames_out, elapsed)
+    log.info("Predicted %s: %s", labels_path, summary)
+    return summary
+
+
+def _summary(n_frames: int, frames_out: list[sio.LabeledFrame], elapsed: float) -> dict:
+    """What a prediction run reports: frames, frames with instances, instances, speed."""
     return {
-        "n_frames": n_frames,
+        "n_frames": int(n_frames),
         "n_frames_with_instances": len(frames_out),
         "n_instances": sum(len(lf.instances) for lf in frames_out),
         "seconds": round(elapsed, 3),
