@@ -7,6 +7,7 @@ part peaks of each crop. Both map coordinates back through the one chain in ``tr
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -21,6 +22,8 @@ from pipeline_lib.devices import pick_device
 from pipeline_lib.inference.filters import apply_filters, filters_enabled
 from pipeline_lib.inference.peaks import find_global_peaks, find_local_peaks
 from pipeline_lib.training.run_dir import TrainedModel, backbone_of, load_trained_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +123,7 @@ class _ModelRunner:
         self.pre = preprocessing_with_overrides(trained.preprocessing, options, full_frame)
         _, backbone = backbone_of(trained.config["model_config"])
         self.max_stride = int(backbone["max_stride"])
+        self.in_channels = int(backbone.get("in_channels") or 1)
         self.output_stride = int(trained.confmaps_config["output_stride"])
 
     def transform(self, frame_hw: tuple[int, int], stride: int | None = None) -> FrameTransform:
@@ -140,7 +144,18 @@ class _ModelRunner:
         return tfs, images
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        return coerce_channels(frame, self.pre["ensure_rgb"], self.pre["ensure_grayscale"])
+        """A frame with the channels the network takes: the configured conversion first, then
+        (as sleap-nn does) grey -> RGB or RGB -> grey when the video still differs from the
+        network's ``in_channels``, e.g. a model trained on colour video run on a grey one."""
+        image = coerce_channels(frame, self.pre["ensure_rgb"], self.pre["ensure_grayscale"])
+        if image.shape[-1] != self.in_channels:
+            image = coerce_channels(image, self.in_channels == 3, self.in_channels == 1)
+        if image.shape[-1] != self.in_channels:
+            raise ValueError(
+                f"Frames have {image.shape[-1]} channels but the model in "
+                f"{self.trained.run_dir} takes {self.in_channels}"
+            )
+        return image
 
     @torch.inference_mode()
     def outputs(self, images: np.ndarray) -> dict[str, torch.Tensor]:
@@ -194,7 +209,7 @@ class SingleInstancePredictor:
         self.runner = _ModelRunner(load_trained_model(model_dir, device), device, options)
         trained = self.runner.trained
         self.skeleton = trained.skeleton
-        self.nodes = node_indices(self.skeleton, trained.confmaps_config.get("part_names"))
+        self.nodes = model_nodes(trained)
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameInstances]:
         out: list[FrameInstances] = []
@@ -249,9 +264,7 @@ class TopDownPredictor:
             )
         self.classes = self.centered.trained.classes
         self.skeleton = self.centered.trained.skeleton
-        self.nodes = node_indices(
-            self.skeleton, self.centered.trained.confmaps_config.get("part_names")
-        )
+        self.nodes = model_nodes(self.centered.trained)
         crop = self.centered.pre.get("crop_size")
         if crop is None:
             raise ValueError(f"{centered_dir}: training_config.yaml has no resolved crop_size")
@@ -366,7 +379,7 @@ class BottomUpPredictor:
         if trained.head not in ("bottomup", "multi_class_bottomup"):
             raise ValueError(f"{model_dir} is a {trained.head} model, not a bottom-up one")
         self.skeleton = trained.skeleton
-        self.nodes = node_indices(self.skeleton, trained.confmaps_config.get("part_names"))
+        self.nodes = model_nodes(trained)
         self.classes = trained.classes
         if trained.head == "bottomup":
             parts = trained.confmaps_config["part_names"]
@@ -447,6 +460,29 @@ class BottomUpPredictor:
         if tracks is not None:
             result.tracks = [t for t, k in zip(tracks, keep, strict=True) if k]
         return result
+
+
+def model_nodes(trained: TrainedModel) -> list[int]:
+    """Skeleton indices of a model's confidence-map channels.
+
+    Some sleap-nn run directories name ``part_names`` that are not in their saved skeleton
+    (the config was edited after the skeleton was written). sleap-nn then reads the channels
+    in skeleton order; we do the same, with a warning, when the counts agree.
+    """
+    part_names = trained.confmaps_config.get("part_names")
+    try:
+        return node_indices(trained.skeleton, part_names)
+    except ValueError:
+        if part_names is None or len(part_names) != len(trained.skeleton.node_names):
+            raise
+        log.warning(
+            "%s: part_names %s are not nodes of the skeleton %s; reading the channels in "
+            "skeleton order",
+            trained.run_dir,
+            list(part_names),
+            trained.skeleton.node_names,
+        )
+        return list(range(len(part_names)))
 
 
 def make_predictor(model_dirs: Sequence[str | os.PathLike], options: InferenceOptions):

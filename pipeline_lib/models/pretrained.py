@@ -208,13 +208,14 @@ def _sleap_nn_tensors(state: dict[str, torch.Tensor], part: str) -> list[tuple[s
     return sorted(items, key=rank)  # stable: keeps the order within each group
 
 
-def _map_part(
-    model: nn.Module, state: dict[str, torch.Tensor], part: str, path: Path
+def map_checkpoint_part(
+    model: nn.Module, state: dict[str, torch.Tensor], part: str, where: str
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """Our keys of ``part`` -> checkpoint tensors, and the checkpoint format's name."""
+    """Our keys of ``part`` ("backbone" or "head") -> checkpoint tensors, and the checkpoint's
+    format ("pipeline_lib" by name, or "sleap-nn" by position and shape). ``where`` names the
+    checkpoint in errors."""
     prefix = _PARTS[part]
     ours = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
-    where = f"model_config.pretrained_{part}_weights ({path})"
     if any(k in state for k in ours):
         missing = [k for k in ours if k not in state]
         if missing:
@@ -282,7 +283,8 @@ def load_pretrained(
 
             summary[part] = load_keras_weights(model, str(path), part)
             continue
-        mapped, fmt = _map_part(model, read_checkpoint_state(path), part, path)
+        where = f"model_config.pretrained_{part}_weights ({path})"
+        mapped, fmt = map_checkpoint_part(model, read_checkpoint_state(path), part, where)
         result = model.load_state_dict(mapped, strict=False)
         if result.unexpected_keys:  # cannot happen: mapped keys are the model's own
             raise RuntimeError(f"unexpected keys {result.unexpected_keys}")

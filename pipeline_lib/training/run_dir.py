@@ -26,6 +26,7 @@ import yaml
 
 from pipeline_lib.io.skeleton import skeleton_from_dict
 from pipeline_lib.models.model import PoseModel, build_model
+from pipeline_lib.models.pretrained import map_checkpoint_part, read_checkpoint_state
 
 INITIAL_CONFIG = "initial_config.yaml"
 TRAINING_CONFIG = "training_config.yaml"
@@ -88,7 +89,11 @@ class TrainedModel:
 def load_trained_model(
     run_dir: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> TrainedModel:
-    """Rebuild the network from ``training_config.yaml`` and load ``best.ckpt`` into it."""
+    """Rebuild the network from ``training_config.yaml`` and load ``best.ckpt`` into it.
+
+    A sleap-nn run directory works too: its config is the same format, and its checkpoint's
+    tensors are matched to ours by position and shape (see ``map_checkpoint_part``).
+    """
     run_dir = Path(run_dir)
     cfg_path, ckpt_path = run_dir / TRAINING_CONFIG, run_dir / BEST_CKPT
     for p in (cfg_path, ckpt_path):
@@ -117,9 +122,11 @@ def load_trained_model(
         input_hw=(int(crop), int(crop)) if crop else None,
         load_pre_trained_weights=False,  # best.ckpt holds the trained weights
     )
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = ckpt.get("state_dict", ckpt)
-    state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")} or state
-    model.load_state_dict(state)
+    state = read_checkpoint_state(ckpt_path)
+    weights: dict[str, torch.Tensor] = {}
+    for part in ("backbone", "head"):
+        mapped, _ = map_checkpoint_part(model, state, part, str(ckpt_path))
+        weights.update(mapped)
+    model.load_state_dict(weights)
     model.eval().to(device)
     return TrainedModel(run_dir, config, model, skeleton, head, head_cfg)
