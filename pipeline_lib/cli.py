@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline_lib.devices import PRECISIONS
+
 
 def _print(result) -> None:
     if result is not None:
@@ -87,7 +89,7 @@ def _evaluate(a: argparse.Namespace) -> None:
         f"{stem}.npz",
         f"{stem}.pred.slp",
         a.threads,
-        {"peak_threshold": a.peak_threshold, **_filter_options(a), **_preprocessing_options(a)},
+        _inference_options(a),
     )
     _print({k: metrics.get(k) for k in ("n_frames", "mOKS", "oks_voc", "distance")})
 
@@ -95,15 +97,7 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from pipeline_lib.inference.predict import predict_video
 
-    options = {
-        "batch_size": a.batch_size,
-        "peak_threshold": a.peak_threshold,
-        "refinement": a.refinement,
-        "max_instances": a.max_instances,
-        "device": a.device,
-        **_filter_options(a),
-        **_preprocessing_options(a),
-    }
+    options = _inference_options(a)
     if a.labels is not None:
         from pipeline_lib.inference.predict import predict_labels
 
@@ -133,48 +127,31 @@ def _predict(a: argparse.Namespace) -> None:
     )
 
 
-def _filter_options(a: argparse.Namespace) -> dict:
-    """The post-filter options (pipeline_lib.inference.filters) given on the command line."""
-    return {
-        "min_visible_nodes": a.min_visible_nodes,
-        "min_instance_score": a.min_instance_score,
-        "min_mean_node_score": a.min_mean_node_score,
-        "overlap_nms": a.overlap_nms,
-        "overlap_threshold": a.overlap_threshold,
-        "oks_stddev": a.oks_stddev,
-    }
+def _add_inference_arguments(s: argparse.ArgumentParser) -> None:
+    """One flag per inference option (``--peak-threshold``, ``--overlap-nms``, ...), generated
+    from :class:`~pipeline_lib.inference.options.InferenceOptions` so the command line and the
+    pipeline config's ``inference`` section always offer the same options."""
+    from pipeline_lib.inference.options import option_fields
+
+    group = s.add_argument_group("inference options (default: the pipeline config's defaults)")
+    for f in option_fields():
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        text = f"{f.metadata['help']} (default: {f.default})"
+        if "bool" in kind:
+            group.add_argument(flag, action="store_true", default=None, help=text)
+            continue
+        convert = float if "float" in kind else int if "int" in kind else str
+        group.add_argument(
+            flag, type=convert, choices=f.metadata.get("choices"), default=None, help=text
+        )
 
 
-def _preprocessing_options(a: argparse.Namespace) -> dict:
-    """Inference overrides of the models' training preprocessing given on the command line."""
-    return {
-        "input_scale": a.input_scale,
-        "max_height": a.max_height,
-        "max_width": a.max_width,
-        "ensure_rgb": True if a.ensure_rgb else None,
-        "ensure_grayscale": True if a.ensure_grayscale else None,
-        "crop_size": a.crop_size,
-    }
+def _inference_options(a: argparse.Namespace) -> dict:
+    """The inference options given on the command line (the rest keep their defaults)."""
+    from pipeline_lib.inference.options import option_fields
 
-
-def _add_preprocessing_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--input-scale", type=float, help="override the full-frame model's scale")
-    s.add_argument("--max-height", type=int, help="override the size-match height")
-    s.add_argument("--max-width", type=int, help="override the size-match width")
-    s.add_argument("--ensure-rgb", action="store_true", help="convert frames to 3 channels")
-    s.add_argument("--ensure-grayscale", action="store_true", help="convert frames to 1 channel")
-    s.add_argument("--crop-size", type=int, help="top-down: override the centered crop size")
-
-
-def _add_filter_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--min-visible-nodes", type=int, default=0, help="drop sparser instances")
-    s.add_argument("--min-instance-score", type=float, help="drop instances scoring lower")
-    s.add_argument("--min-mean-node-score", type=float, help="drop lower mean node scores")
-    s.add_argument("--overlap-nms", choices=["iou", "oks"], help="suppress overlapping duplicates")
-    s.add_argument("--overlap-threshold", type=float, default=0.8)
-    s.add_argument(
-        "--oks-stddev", type=float, default=0.025, help="OKS sigma for --overlap-nms oks"
-    )
+    return {f.name: getattr(a, f.name) for f in option_fields() if getattr(a, f.name) is not None}
 
 
 def _track(a: argparse.Namespace) -> None:
@@ -270,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "32", "bf16-mixed", "16-mixed"],
+        choices=PRECISIONS,
         help="auto: bf16 mixed precision on CPUs with native bf16, else 32",
     )
     s.set_defaults(func=_train)
@@ -279,10 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model_dirs", nargs="+")
     s.add_argument("--labels", required=True)
     s.add_argument("--out-prefix", required=True, help="writes PREFIX.json, .npz, .pred.slp")
-    s.add_argument("--peak-threshold", type=float, default=0.2)
     s.add_argument("--threads", type=int, default=1)
-    _add_filter_arguments(s)
-    _add_preprocessing_arguments(s)
+    _add_inference_arguments(s)
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("predict", help="predict the frames of a video or of a labels file")
@@ -297,17 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only-suggested-frames", action="store_true", help="with --labels")
     s.add_argument("--exclude-user-labeled", action="store_true", help="with --labels")
     s.add_argument("--out", required=True)
-    s.add_argument("--batch-size", type=int, default=4)
-    s.add_argument("--peak-threshold", type=float, default=0.2)
-    s.add_argument("--refinement", default="integral", choices=["integral", "local", "none"])
-    s.add_argument("--max-instances", type=int)
-    s.add_argument("--device", default="auto")
     s.add_argument("--frames", help="frame selection, e.g. 0-99,150 (default: every frame)")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--analysis-h5", help="also write SLEAP's analysis HDF5 here")
     s.add_argument("--csv", help="also write a CSV with one row per instance here")
-    _add_filter_arguments(s)
-    _add_preprocessing_arguments(s)
+    _add_inference_arguments(s)
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("track", help="assign identities to predicted instances")

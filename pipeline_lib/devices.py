@@ -1,12 +1,24 @@
-"""Device choice shared by training and inference: CUDA, then Apple MPS, then CPU."""
+"""Device and precision choice shared by training and inference: CUDA, then Apple MPS, then
+CPU; bf16 autocast where the CPU does bf16 in hardware.
+
+torch is imported inside the functions so that the command line can list the choices
+(``PRECISIONS``) without paying for importing torch.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 
 
 def pick_device(requested: str | None = "auto") -> torch.device:
     """Resolve ``"auto"`` (or None) to the best available device; validate explicit choices."""
+    import torch
+
     if requested in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -20,9 +32,6 @@ def pick_device(requested: str | None = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError(f"Device '{requested}' was requested but MPS is not available here")
     return device
-
-
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -53,3 +62,17 @@ def resolve_precision(requested: str | None, device: torch.device) -> str:
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16-mixed"
     return "32"
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision on ``device`` (None: run in fp32).
+
+    fp16 autocast is only used on CUDA: CPUs have no fast fp16 convolutions.
+    """
+    import torch
+
+    if precision == "bf16-mixed":
+        return torch.bfloat16
+    if precision == "16-mixed" and device.type == "cuda":
+        return torch.float16
+    return None

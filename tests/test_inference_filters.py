@@ -116,7 +116,7 @@ def test_filtered_predictor_filters_every_frame_and_delegates():
 
 
 def test_cli_passes_the_filters():
-    from pipeline_lib.cli import _filter_options
+    from pipeline_lib.cli import _inference_options
 
     args = build_parser().parse_args(
         [
@@ -136,6 +136,6 @@ def test_cli_passes_the_filters():
             "0.4",
         ]
     )
-    opts = InferenceOptions.from_dict(_filter_options(args))
+    opts = InferenceOptions.from_dict(_inference_options(args))
     assert (opts.min_visible_nodes, opts.overlap_nms, opts.overlap_threshold) == (3, "oks", 0.6)
     assert opts.min_mean_node_score == 0.4 and opts.min_instance_score is None

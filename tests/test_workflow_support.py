@@ -391,7 +391,7 @@ def test_multi_class_predictor_keeps_model_identities(tmp_path: Path, shared_dat
 def test_schema_inference_keys_are_exactly_the_inference_options() -> None:
     from dataclasses import fields
 
-    from pipeline_lib.inference.predictors import InferenceOptions
+    from pipeline_lib.inference.options import InferenceOptions
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     keys = set(schema["properties"]["inference"]["properties"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import sleap_io as sio
@@ -18,82 +18,13 @@ import torch
 
 from pipeline_lib.data.instances import crop_offsets, extract_crops, node_indices
 from pipeline_lib.data.transforms import FrameTransform, coerce_channels, make_transform
-from pipeline_lib.devices import pick_device
+from pipeline_lib.devices import autocast_dtype, pick_device, resolve_precision
 from pipeline_lib.inference.filters import apply_filters, filters_enabled
+from pipeline_lib.inference.options import InferenceOptions
 from pipeline_lib.inference.peaks import find_global_peaks, find_local_peaks
 from pipeline_lib.training.run_dir import TrainedModel, backbone_of, load_trained_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class InferenceOptions:
-    """User-facing inference settings (the ``inference`` section of the pipeline config)."""
-
-    batch_size: int = 4
-    peak_threshold: float = 0.2
-    refinement: str | None = "integral"
-    integral_patch_size: int = 5
-    max_instances: int | None = None
-    device: str = "auto"
-    # Bottom-up grouping (see pipeline_lib.inference.paf_grouping for their meaning).
-    paf_n_points: int = 10
-    max_edge_length_ratio: float = 0.25
-    dist_penalty_weight: float = 1.0
-    min_line_scores: float = 0.25
-    min_instance_peaks: int | float = 0
-    max_peaks_per_node: int = 32  # strongest peaks kept per node and frame before grouping
-    # Post-filters (see pipeline_lib.inference.filters), all off by default.
-    min_visible_nodes: int = 0
-    min_instance_score: float | None = None
-    min_mean_node_score: float | None = None
-    overlap_nms: str | None = None  # "iou" or "oks"
-    overlap_threshold: float = 0.8
-    oks_stddev: float = 0.025
-    # Preprocessing overrides (None: as the model was trained). Scale and size apply to the
-    # full-frame model (single-instance, centroid, bottom-up); crop_size to the centered-instance
-    # model of a top-down pair; the channel choices to every model.
-    input_scale: float | None = None
-    max_height: int | None = None
-    max_width: int | None = None
-    ensure_rgb: bool | None = None
-    ensure_grayscale: bool | None = None
-    crop_size: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> InferenceOptions:
-        """Strict construction: unknown keys are an error naming them."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown inference option(s) {unknown}; valid: {sorted(known)}")
-        if data.get("refinement") in ("none", "None"):
-            data["refinement"] = None
-        opts = cls(**data)
-        if opts.refinement not in (None, "integral", "local"):
-            raise ValueError(
-                f"inference.refinement must be integral, local or none, got {opts.refinement!r}"
-            )
-        if opts.batch_size < 1:
-            raise ValueError(f"inference.batch_size must be >= 1, got {opts.batch_size}")
-        if opts.overlap_nms in ("none", "None"):
-            opts.overlap_nms = None
-        if opts.overlap_nms not in (None, "iou", "oks"):
-            raise ValueError(
-                f"inference.overlap_nms must be iou, oks or none, got {opts.overlap_nms!r}"
-            )
-        for name in ("input_scale", "max_height", "max_width", "crop_size"):
-            value = getattr(opts, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"inference.{name} must be positive, got {value}")
-        if opts.ensure_rgb and opts.ensure_grayscale:
-            raise ValueError("inference.ensure_rgb and ensure_grayscale cannot both be true")
-        if opts.min_visible_nodes < 0:
-            raise ValueError(
-                f"inference.min_visible_nodes must be >= 0, got {opts.min_visible_nodes}"
-            )
-        return opts
 
 
 @dataclass
@@ -121,6 +52,12 @@ class _ModelRunner:
         self.trained = trained
         self.device = device
         self.pre = preprocessing_with_overrides(trained.preprocessing, options, full_frame)
+        self.precision = resolve_precision(options.precision if options else "auto", device)
+        self.autocast = autocast_dtype(self.precision, device)
+        # Channels-last convolutions are faster on CPUs (bench/RESULTS.md, inference section).
+        self.channels_last = device.type == "cpu"
+        if self.channels_last:
+            trained.model.to(memory_format=torch.channels_last)
         _, backbone = backbone_of(trained.config["model_config"])
         self.max_stride = int(backbone["max_stride"])
         self.in_channels = int(backbone.get("in_channels") or 1)
@@ -162,7 +99,13 @@ class _ModelRunner:
         """(B, H, W, C) uint8 -> every head's output (float32) on the device."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        return {k: v.float() for k, v in self.trained.model(x).items()}
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            self.device.type, dtype=self.autocast, enabled=self.autocast is not None
+        ):
+            outputs = self.trained.model(x)
+        return {k: v.float().contiguous() for k, v in outputs.items()}
 
     def confmaps(self, images: np.ndarray) -> torch.Tensor:
         """(B, H, W, C) uint8 -> (B, N, h, w) confidence maps on the device."""
