@@ -1,8 +1,9 @@
 """Run a trained predictor over a whole video and write a SLEAP ``.slp`` of predictions.
 
 Frames are decoded in a background thread into a small bounded queue, so decoding overlaps the
-network and memory does not grow with the video's length (only the small per-instance results
-are kept until the file is written).
+network, and predictions are appended to the output file as they come
+(:class:`~pipeline_lib.io.slp_stream.PredictionsWriter`): memory does not grow with the video's
+length.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import torch
 
 from pipeline_lib import __version__
 from pipeline_lib.inference.frames import parse_frame_selection
-from pipeline_lib.inference.predictors import InferenceOptions, make_predictor, to_labeled_frame
-from pipeline_lib.io.labels import load_labels, save_labels
+from pipeline_lib.inference.options import InferenceOptions
+from pipeline_lib.inference.predictors import make_predictor
+from pipeline_lib.io.labels import is_embedded_video, load_labels, save_labels
 from pipeline_lib.io.progress import Progress
+from pipeline_lib.io.slp_stream import PredictionsWriter
 from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.io.video import open_video
 
@@ -41,26 +44,25 @@ def predict_video(
 ) -> dict:
     """Predict the frames of ``video_path`` (all, or a selection such as ``"0-99,150"``) and
     save the predictions to ``out_path``; on request also as SLEAP's analysis HDF5
-    (``analysis_h5``) and a tidy CSV with one row per instance (``csv``)."""
+    (``analysis_h5``) and a tidy CSV with one row per instance (``csv``).
+
+    Predictions are appended to the ``.slp`` as they come, so memory does not grow with the
+    video's length (the analysis HDF5 and CSV are made from the finished file).
+    """
     torch.set_num_threads(max(1, int(threads)))
     opts = options if isinstance(options, InferenceOptions) else InferenceOptions.from_dict(options)
     predictor = make_predictor(model_dirs, opts)
     video = open_video(video_path)
     selected = parse_frame_selection(frames, video.shape[0])
-    started = time.time()
-    tracks: dict[str, sio.Track] = {}
-    progress = Progress(len(selected), f"predict {os.path.basename(str(video_path))}")
-    frames_out = _predict_frames(predictor, video, selected, opts.batch_size, tracks, progress)
-    progress.close()
-    elapsed = time.time() - started
-    labels = _predicted_labels(frames_out, [video], predictor, tracks)
-    labels.provenance.update(_provenance(model_dirs, opts, {"video": str(video_path)}))
-    save_labels(labels, out_path)
-    if analysis_h5 is not None:
-        save_analysis_h5(labels, analysis_h5)
-    if csv is not None:
-        save_table_csv(labels, csv)
-    summary = _summary(len(selected), frames_out, elapsed)
+    summary = _run(
+        predictor, opts, [(video, selected)], out_path, model_dirs, {"video": str(video_path)}
+    )
+    if analysis_h5 is not None or csv is not None:
+        labels = load_labels(out_path)
+        if analysis_h5 is not None:
+            save_analysis_h5(labels, analysis_h5)
+        if csv is not None:
+            save_table_csv(labels, csv)
     log.info("Predicted %s: %s", video_path, summary)
     return summary
 
@@ -93,33 +95,132 @@ def predict_labels(
         labels, video_index, frames, only_labeled, only_suggested, exclude_user_labeled
     )
     predictor = make_predictor(model_dirs, opts)
-    started = time.time()
-    tracks: dict[str, sio.Track] = {}
-    progress = Progress(
-        sum(len(f) for _, f in plan), f"predict {os.path.basename(str(labels_path))}"
-    )
-    frames_out: list[sio.LabeledFrame] = []
-    for video, selected in plan:
-        frames_out += _predict_frames(predictor, video, selected, opts.batch_size, tracks, progress)
-    progress.close()
-    elapsed = time.time() - started
-    out = _predicted_labels(frames_out, [v for v, _ in plan], predictor, tracks)
-    out.provenance.update(_provenance(model_dirs, opts, {"labels": str(labels_path)}))
-    save_labels(out, out_path)
-    summary = _summary(sum(len(f) for _, f in plan), frames_out, elapsed)
+    summary = _run(predictor, opts, plan, out_path, model_dirs, {"labels": str(labels_path)})
     log.info("Predicted %s: %s", labels_path, summary)
     return summary
 
 
-def _summary(n_frames: int, frames_out: list[sio.LabeledFrame], elapsed: float) -> dict:
-    """What a prediction run reports: frames, frames with instances, instances, speed."""
-    return {
-        "n_frames": int(n_frames),
-        "n_frames_with_instances": len(frames_out),
-        "n_instances": sum(len(lf.instances) for lf in frames_out),
-        "seconds": round(elapsed, 3),
-        "fps": round(n_frames / elapsed, 2) if elapsed > 0 else None,
-    }
+def _run(
+    predictor,
+    opts: InferenceOptions,
+    plan: list[tuple[sio.Video, list[int]]],
+    out_path: str | os.PathLike,
+    model_dirs: Sequence[str | os.PathLike],
+    source: dict,
+) -> dict:
+    """Predict every (video, frames) of ``plan`` into ``out_path``; return the run's summary.
+
+    Videos in files are streamed to disk by :class:`PredictionsWriter`; frames embedded in a
+    ``.pkg.slp`` (only its labelled frames, so few) are gathered and saved by sleap-io.
+    """
+    videos = [video for video, _ in plan]
+    tracks = [sio.Track(name=name) for name in getattr(predictor, "classes", None) or []]
+    provenance = _provenance(model_dirs, opts, source)
+    embedded = any(is_embedded_video(v) for v in videos)
+    sink_type = _LabelsInMemory if embedded else PredictionsWriter
+    n_frames = sum(len(selected) for _, selected in plan)
+    name = os.path.basename(str(source.get("video") or source.get("labels")))
+    progress = Progress(n_frames, f"predict {name}")
+    started = time.time()
+    with sink_type(out_path, videos, predictor.skeleton, tracks, provenance) as sink:
+        track_index = {t.name: i for i, t in enumerate(tracks)}
+        for video_index, (video, selected) in enumerate(plan):
+            for batch_indices, images in _batches(video, selected, opts.batch_size * 2):
+                for idx, pred in zip(batch_indices, predictor.predict(images), strict=True):
+                    _add(sink, video_index, idx, pred, track_index)
+                progress.update(len(batch_indices))
+        progress.close()
+        elapsed = time.time() - started
+        summary = {
+            "n_frames": int(n_frames),
+            "n_frames_with_instances": sink.n_frames,
+            "n_instances": sink.n_instances,
+            "seconds": round(elapsed, 3),
+            "fps": round(n_frames / elapsed, 2) if elapsed > 0 else None,
+        }
+        sink.close(provenance_update={"summary": summary})
+    return summary
+
+
+def _add(sink, video_index: int, frame_idx: int, pred, track_index: dict[str, int]) -> None:
+    """Hand one frame's predictions to the output (frames without instances are skipped)."""
+    if not len(pred.points):
+        return
+    tracks = None
+    if pred.tracks is not None:
+        tracks = [None if name is None else track_index[name] for name in pred.tracks]
+    sink.add(
+        frame_idx,
+        pred.points,
+        pred.point_scores,
+        pred.scores,
+        video_index=video_index,
+        track_indices=tracks,
+        tracking_scores=pred.track_scores,
+    )
+
+
+class _LabelsInMemory:
+    """The :class:`PredictionsWriter` interface, gathering sleap-io objects and saving them with
+    sleap-io on close: for predictions on frames embedded in a ``.pkg.slp``, which the stream
+    writer does not handle and which are few (only labelled frames are embedded)."""
+
+    def __init__(self, path, videos, skeleton, tracks, provenance) -> None:
+        self.path, self.videos, self.skeleton, self.tracks = path, videos, skeleton, tracks
+        self.provenance = dict(provenance)
+        self.frames: list[sio.LabeledFrame] = []
+        self.n_frames = self.n_instances = 0
+
+    def add(
+        self,
+        frame_idx,
+        points,
+        point_scores,
+        instance_scores,
+        video_index=0,
+        track_indices=None,
+        tracking_scores=None,
+    ) -> None:
+        instances = []
+        for i in range(len(points)):
+            track = None
+            if track_indices is not None and track_indices[i] is not None:
+                track = self.tracks[track_indices[i]]
+            instances.append(
+                sio.PredictedInstance.from_numpy(
+                    points[i],
+                    skeleton=self.skeleton,
+                    point_scores=point_scores[i],
+                    score=float(instance_scores[i]),
+                    track=track,
+                    tracking_score=None
+                    if track is None or tracking_scores is None
+                    else float(tracking_scores[i]),
+                )
+            )
+        self.frames.append(
+            sio.LabeledFrame(
+                video=self.videos[video_index], frame_idx=int(frame_idx), instances=instances
+            )
+        )
+        self.n_frames += 1
+        self.n_instances += len(instances)
+
+    def close(self, provenance_update: dict | None = None) -> None:
+        labels = sio.Labels(
+            labeled_frames=self.frames,
+            videos=list(self.videos),
+            skeletons=[self.skeleton],
+            tracks=list(self.tracks),
+        )
+        labels.provenance.update({**self.provenance, **(provenance_update or {})})
+        save_labels(labels, self.path)
+
+    def __enter__(self) -> _LabelsInMemory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def labels_frame_plan(
@@ -142,7 +243,7 @@ def labels_frame_plan(
         in_video = [lf for lf in labels.labeled_frames if lf.video is video]
         labeled = {lf.frame_idx for lf in in_video}
         _open(video)
-        embedded = bool(getattr(video.backend, "embedded_frame_inds", None))
+        embedded = is_embedded_video(video)
         if only_labeled or (embedded and not only_suggested and frames is None):
             chosen = set(labeled)
         else:
@@ -172,33 +273,6 @@ def _n_frames(video: sio.Video) -> int:
     if video.shape is None:
         raise ValueError(f"Cannot read the frame count of video {video.filename}")
     return int(video.shape[0])
-
-
-def _predict_frames(
-    predictor,
-    video: sio.Video,
-    selected: list[int],
-    batch_size: int,
-    tracks: dict[str, sio.Track],
-    progress: Progress,
-) -> list[sio.LabeledFrame]:
-    """Predicted labelled frames (frames with at least one instance) of ``selected``."""
-    out: list[sio.LabeledFrame] = []
-    for indices, images in _batches(video, selected, batch_size * 2):
-        for idx, pred in zip(indices, predictor.predict(images), strict=True):
-            if len(pred.points):
-                out.append(to_labeled_frame(pred, video, idx, predictor.skeleton, tracks))
-        progress.update(len(indices))
-    return out
-
-
-def _predicted_labels(frames_out, videos, predictor, tracks: dict[str, sio.Track]) -> sio.Labels:
-    return sio.Labels(
-        labeled_frames=frames_out,
-        videos=list(videos),
-        skeletons=[predictor.skeleton],
-        tracks=list(tracks.values()),
-    )
 
 
 def _provenance(model_dirs, opts: InferenceOptions, source: dict) -> dict:

@@ -17,12 +17,12 @@ from typing import Any
 import yaml
 
 
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it over ``final`` on success.
+def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Path:
+    """A fresh, not yet existing hidden path in ``final``'s folder (created if needed) to build
+    ``final`` under before renaming it into place.
 
-    The temporary name keeps the target's suffix (libraries such as sleap-io and h5py pick the
-    format from it). On any exception the temporary file is removed and ``final`` is untouched.
+    The name keeps the target's suffix (libraries such as sleap-io and h5py pick the format
+    from it); an unwritable folder is refused up front, naming it.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +37,18 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # writers that refuse to overwrite (h5py 'w-', sleap-io) get a fresh name
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it over ``final`` on success.
+
+    The temporary name keeps the target's suffix (libraries such as sleap-io and h5py pick the
+    format from it). On any exception the temporary file is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    tmp = temporary_sibling(final, suffix)
     try:
         yield tmp
         if not tmp.exists():

@@ -57,7 +57,7 @@ def load_labels(
         video.open_backend = True  # open lazily on first frame read, after any re-pointing
     if require_videos:
         for video in labels.videos:
-            if _is_embedded(video):
+            if is_embedded_video(video):
                 continue
             filename = video.filename
             if isinstance(filename, list):
@@ -81,10 +81,22 @@ def save_labels(labels: sio.Labels, path: str | os.PathLike, embed: bool = False
             sio.save_slp(labels, str(tmp), embed=False)
 
 
-def _is_embedded(video: sio.Video) -> bool:
-    """True for videos whose frames live inside the labels file (``.pkg.slp``)."""
-    backend_meta = getattr(video, "backend_metadata", {}) or {}
-    if backend_meta.get("has_embedded_images"):
+def is_embedded_video(video: sio.Video) -> bool:
+    """True for a video whose frames live inside a labels file (``.pkg.slp``).
+
+    Checks the open backend (sleap-io's ``HDF5Video`` with embedded images, possibly wrapped in
+    a crop) and, for videos loaded without opening them, the recorded backend metadata.
+    """
+    backend = getattr(video.backend, "inner", video.backend)
+    if type(backend).__name__ == "HDF5Video":
+        inds = getattr(backend, "embedded_frame_inds", None)
+        if getattr(backend, "has_embedded_images", False) or (inds is not None and len(inds)):
+            return True
+    meta = getattr(video, "backend_metadata", None) or {}
+    dataset = meta.get("dataset") or ""
+    if meta.get("has_embedded_images") or meta.get("filename") == ".":
+        return True
+    if video.backend is None and isinstance(dataset, str) and dataset.endswith("/video"):
         return True
     filename = video.filename
     return isinstance(filename, str) and filename.endswith(".slp")
@@ -99,7 +111,7 @@ def _repoint_missing_videos(labels: sio.Labels, labels_path: Path) -> None:
     changed = False
     for video in labels.videos:
         filename = video.filename
-        if _is_embedded(video) or isinstance(filename, list):
+        if is_embedded_video(video) or isinstance(filename, list):
             new_names.append(filename)
             continue
         if Path(filename).exists():
