@@ -16,7 +16,8 @@ def _render(points_px: list[list[list[float]]], hw=(24, 32)) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("refinement", "tolerance"), [("integral", 0.05), ("local", 0.3), (None, 0.5)]
+    ("refinement", "tolerance"),
+    [("integral", 0.05), ("gaussian", 0.01), ("local", 0.3), (None, 0.5)],
 )
 def test_global_peak_subpixel_accuracy(refinement, tolerance):
     truth_px = torch.tensor([[[23.3, 17.7], [40.9, 9.15]]])
@@ -39,6 +40,24 @@ def test_integral_beats_local_and_none():
     assert errs["integral"] < errs["local"] < errs[None]
 
 
+@pytest.mark.parametrize("sigma_cells", [0.6, 1.25, 2.5, 5.0])
+def test_gaussian_refinement_is_exact_for_wide_maps_where_integral_is_biased(sigma_cells):
+    """A 5-cell integral window truncates a wide Gaussian and shrinks sub-cell offsets toward
+    the peak cell; the log-parabola fit recovers the centre at any width."""
+    truth_px = torch.tensor([[[41.4, 30.8], [20.9, 50.3]]])  # offsets of 0.2-0.45 cells
+    cms = make_confmaps(truth_px, (40, 48), STRIDE, sigma_cells * STRIDE)
+    truth = truth_px / STRIDE
+    errors = {
+        r: (find_global_peaks(cms, refinement=r)[0] - truth).abs().max().item()
+        for r in ("integral", "gaussian")
+    }
+    assert errors["gaussian"] < 1e-3
+    if sigma_cells >= 1.25:
+        assert errors["integral"] > 0.05
+    points, _, _, _ = find_local_peaks(cms, refinement="gaussian")
+    assert (points - truth[0]).abs().max() < 1e-3
+
+
 def test_threshold_gives_nan_points_but_keeps_values():
     cms = _render([[[10.0, 10.0], [30.0, 20.0]]])
     cms[0, 1] *= 0.1
@@ -59,7 +78,7 @@ def test_peaks_on_the_border():
     h, w = 12, 16
     truth = torch.tensor([[[0.0, 0.0], [(w - 1) * STRIDE, (h - 1) * STRIDE], [0.0, 10.0]]])
     cms = make_confmaps(truth, (h, w), STRIDE, SIGMA)
-    for refinement in ("integral", "local", None):
+    for refinement in ("integral", "gaussian", "local", None):
         points, _ = find_global_peaks(cms, refinement=refinement)
         assert torch.isfinite(points).all()
         # Half the window is off the map at the border, so refinement pulls inwards by up to

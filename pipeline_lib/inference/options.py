@@ -21,7 +21,7 @@ class InferenceOptions:
     batch_size: int = _opt(4, "frames per network batch")
     peak_threshold: float = _opt(0.2, "confidence-map peaks below this are not points")
     refinement: str | None = _opt(
-        "integral", "sub-pixel peak refinement", ("integral", "local", "none")
+        "integral", "sub-pixel peak refinement", ("integral", "gaussian", "local", "none")
     )
     integral_patch_size: int = _opt(5, "patch (cells) of integral refinement")
     max_instances: int | None = _opt(None, "keep at most this many instances per frame")
@@ -70,9 +70,10 @@ class InferenceOptions:
         if data.get("refinement") in ("none", "None"):
             data["refinement"] = None
         opts = cls(**data)
-        if opts.refinement not in (None, "integral", "local"):
+        if opts.refinement not in (None, "integral", "gaussian", "local"):
             raise ValueError(
-                f"inference.refinement must be integral, local or none, got {opts.refinement!r}"
+                "inference.refinement must be integral, gaussian, local or none, got "
+                f"{opts.refinement!r}"
             )
         if opts.batch_size < 1:
             raise ValueError(f"inference.batch_size must be >= 1, got {opts.batch_size}")
