@@ -22,13 +22,14 @@ order (confmaps first) is sleap-nn's, so sleap-nn checkpoints map onto ours tens
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from pipeline_lib.models.convnext import ConvNeXt
 from pipeline_lib.models.heads import (
     ClassMapsHead,
     ClassVectorsHead,
@@ -36,17 +37,31 @@ from pipeline_lib.models.heads import (
     Head,
     PafsHead,
 )
-from pipeline_lib.models.swint import SwinT
-from pipeline_lib.models.unet import UNet
+
+if TYPE_CHECKING:
+    from pipeline_lib.models.convnext import ConvNeXt
+    from pipeline_lib.models.swint import SwinT
+    from pipeline_lib.models.unet import UNet
+
+    Backbone = UNet | ConvNeXt | SwinT
 
 log = logging.getLogger(__name__)
 
-Backbone = UNet | ConvNeXt | SwinT
-BACKBONES: dict[str, type[UNet] | type[ConvNeXt] | type[SwinT]] = {
-    "unet": UNet,
-    "convnext": ConvNeXt,
-    "swint": SwinT,
+#: Backbone name -> "module:class". Imported on first use: ConvNeXt and SwinT build on
+#: torchvision, whose import costs ~1.5 s that UNet models (and every prediction job) skip.
+BACKBONES: dict[str, str] = {
+    "unet": "pipeline_lib.models.unet:UNet",
+    "convnext": "pipeline_lib.models.convnext:ConvNeXt",
+    "swint": "pipeline_lib.models.swint:SwinT",
 }
+
+
+def backbone_class(name: str) -> type:
+    """The backbone class registered as ``name`` in :data:`BACKBONES`."""
+    module, cls = BACKBONES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 #: The head sections each model type must have, confmaps first.
 MODEL_TYPES: dict[str, tuple[str, ...]] = {
     "single_instance": ("confmaps",),
@@ -310,7 +325,9 @@ def build_model(
     backbone_cfg = model_config["backbone_config"][backbone_name]
     if not isinstance(backbone_cfg, Mapping):
         raise ValueError(f"model_config.backbone_config.{backbone_name} must be a mapping")
-    backbone = BACKBONES[backbone_name].from_config(dict(backbone_cfg), in_channels=in_channels)
+    backbone = backbone_class(backbone_name).from_config(
+        dict(backbone_cfg), in_channels=in_channels
+    )
     heads = _build_heads(
         head_name,
         model_config["head_configs"][head_name],

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision.models
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,8 @@ def imagenet_weights_url(name: str) -> str:
         raise ValueError(
             f"pre_trained_weights must be one of {sorted(IMAGENET_WEIGHTS)}, got {name!r}"
         )
+    import torchvision.models  # only here: importing torchvision costs ~1.5 s
+
     return getattr(torchvision.models, name).IMAGENET1K_V1.url
 
 
