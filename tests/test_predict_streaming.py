@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h5py
+import numpy as np
 import pytest
 import sleap_io as sio
 
@@ -60,3 +61,27 @@ def test_a_failure_mid_video_leaves_no_file(shared_data, tmp_path, monkeypatch):
         )
     assert out.read_bytes() == b"earlier predictions"
     assert [p.name for p in tmp_path.iterdir()] == ["pred.slp"]
+
+
+def test_an_avi_predicts_like_the_mp4_it_was_made_from(shared_data, tmp_path):
+    """AVI input (frames losslessly re-encoded from the mp4) gives the same predictions."""
+    import subprocess
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    avi = tmp_path / "clip.avi"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(shared_data / VIDEO)]
+        + ["-frames:v", "12", "-c:v", "png", str(avi)],
+        check=True,
+    )
+    opts = {"precision": "32"}
+    predict_video(_models(shared_data), avi, tmp_path / "avi.slp", opts)
+    predict_video(
+        _models(shared_data), shared_data / VIDEO, tmp_path / "mp4.slp", opts, frames="0-11"
+    )
+    from_avi, from_mp4 = (sio.load_slp(str(tmp_path / f"{n}.slp")) for n in ("avi", "mp4"))
+    assert [lf.frame_idx for lf in from_avi] == [lf.frame_idx for lf in from_mp4] == list(range(12))
+    for a, b in zip(from_avi, from_mp4, strict=True):
+        assert len(a) == len(b)
+        for ia, ib in zip(a.instances, b.instances, strict=True):
+            np.testing.assert_allclose(ia.numpy(), ib.numpy(), atol=1e-4)  # NaNs must match
