@@ -8,6 +8,7 @@ length.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -324,4 +325,9 @@ def _batches(
                 raise RuntimeError(f"Decoding {video.filename} failed: {item}") from item
             yield item
     finally:
+        # Stopped early (an error downstream): let the reader see ``stop`` instead of leaving
+        # it blocked on a full queue, holding decoded frames and the video open.
         stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.1)
