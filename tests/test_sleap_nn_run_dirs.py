@@ -89,3 +89,50 @@ def test_a_colour_model_runs_on_a_grey_video(shared_data, tmp_path):
     assert trained.config["model_config"]["backbone_config"]["unet"]["in_channels"] == 3
     pred, _ = _predicted_points(shared_data, tmp_path, ["minimal_instance_single_instance"])
     assert pred.shape == (1, 2, 2)
+
+
+def _copy_run_dir(shared_data, tmp_path, edit) -> object:
+    import shutil
+
+    import yaml
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_data / RUN_DIRS / "minimal_instance_centroid", run_dir)
+    cfg_path = run_dir / "training_config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    edit(cfg)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    return run_dir
+
+
+def _as_sleap_nn_0_3_5_writes_it(cfg: dict) -> None:
+    """Keys sleap-nn 0.3.5 adds to a resolved config (seen in its own run directories)."""
+    mc = cfg["model_config"]
+    mc["backbone_config"]["pretrained"] = None
+    mc["head_configs"].update({"bottomup_segmentation": None, "bbox_centernet": None})
+    mc["head_configs"]["centroid"]["confmaps"].update(
+        {"centroid_method": None, "use_sigmoid_activation": False, "focal_loss_alpha": 0.0}
+    )
+
+
+def test_run_dirs_of_newer_sleap_nn_load(shared_data, tmp_path):
+    run_dir = _copy_run_dir(shared_data, tmp_path, _as_sleap_nn_0_3_5_writes_it)
+    assert load_trained_model(run_dir).head == "centroid"
+
+
+def test_an_option_that_changes_the_outputs_is_refused(shared_data, tmp_path):
+    def sigmoid(cfg):
+        _as_sleap_nn_0_3_5_writes_it(cfg)
+        cfg["model_config"]["head_configs"]["centroid"]["confmaps"]["use_sigmoid_activation"] = 1
+
+    run_dir = _copy_run_dir(shared_data, tmp_path, sigmoid)
+    with pytest.raises(ValueError, match="confmaps.use_sigmoid_activation"):
+        load_trained_model(run_dir)
+
+
+def test_an_unknown_backbone_that_is_set_is_still_an_error(shared_data, tmp_path):
+    def other(cfg):
+        cfg["model_config"]["backbone_config"]["hrnet"] = {"filters": 8}
+
+    with pytest.raises(ValueError, match="hrnet"):
+        load_trained_model(_copy_run_dir(shared_data, tmp_path, other))

@@ -159,7 +159,9 @@ def _the_one_non_null(section: Mapping | None, where: str, allowed: Sequence[str
     """Name of the single non-null entry of a config section, or a clear error."""
     if not isinstance(section, Mapping):
         raise ValueError(f"model_config.{where} must be a mapping, got {type(section).__name__}")
-    unknown = sorted(set(section) - set(allowed))
+    # An unknown entry set to null names a choice not taken (sleap-nn 0.3.5 writes e.g.
+    # ``backbone_config.pretrained: null`` and null segmentation heads): nothing to build.
+    unknown = sorted(k for k in set(section) - set(allowed) if section[k] is not None)
     if unknown:
         raise ValueError(
             f"Unknown key(s) in model_config.{where}: {unknown}; known: {list(allowed)}"

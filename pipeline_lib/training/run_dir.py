@@ -103,6 +103,7 @@ def load_trained_model(
             )
     config = yaml.safe_load(cfg_path.read_text())
     head, head_cfg = head_of(config)
+    _refuse_unsupported_head_options(head_cfg, cfg_path)
     skeletons = config["data_config"].get("skeletons") or []
     if not skeletons:
         raise ValueError(f"{cfg_path} has no data_config.skeletons; it is not a resolved config")
@@ -130,3 +131,18 @@ def load_trained_model(
     model.load_state_dict(weights)
     model.eval().to(device)
     return TrainedModel(run_dir, config, model, skeleton, head, head_cfg)
+
+
+#: Head options of newer sleap-nn versions that change what the network outputs; a run
+#: directory using them would predict wrongly here, so it is refused instead.
+_OUTPUT_CHANGING_HEAD_OPTIONS = ("use_sigmoid_activation",)
+
+
+def _refuse_unsupported_head_options(head_cfg: dict, cfg_path: Path) -> None:
+    for section_name, section in head_cfg.items():
+        for key in _OUTPUT_CHANGING_HEAD_OPTIONS:
+            if isinstance(section, dict) and section.get(key):
+                raise ValueError(
+                    f"{cfg_path}: head option {section_name}.{key} is set; this pipeline does "
+                    "not implement it, so the model's outputs would be misread"
+                )
