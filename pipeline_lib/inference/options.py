@@ -20,8 +20,10 @@ class InferenceOptions:
 
     batch_size: int = _opt(4, "frames per network batch")
     peak_threshold: float = _opt(0.2, "confidence-map peaks below this are not points")
+    # "gaussian" by default: on held-out frames it was more accurate than sleap-nn's "integral"
+    # on both datasets measured (bench/RESULTS.md, inference section).
     refinement: str | None = _opt(
-        "integral", "sub-pixel peak refinement", ("integral", "gaussian", "local", "none")
+        "gaussian", "sub-pixel peak refinement", ("integral", "gaussian", "local", "none")
     )
     integral_patch_size: int = _opt(5, "patch (cells) of integral refinement")
     max_instances: int | None = _opt(None, "keep at most this many instances per frame")

@@ -27,6 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from pipeline_lib.inference.options import InferenceOptions
 from pipeline_lib.inference.peaks import find_global_peaks, find_local_peaks
 from pipeline_lib.io.atomic import atomic_path
 
@@ -42,8 +43,8 @@ LOCAL_PEAK_HEADS = ("centroid", "bottomup", "multi_class_bottomup")
 SPLITS = ("train", "validation")
 PANEL_INCHES = 2.5  # one square panel; small so rendering stays cheap
 DPI = 80
-REFINEMENT = "integral"  # inference's default, so the dots are what prediction would report
-PATCH_SIZE = 5
+REFINEMENT = InferenceOptions().refinement  # so the dots are what prediction would report
+PATCH_SIZE = InferenceOptions().integral_patch_size
 # Files this callback writes (and temporary names of interrupted writes), e.g. train.0003.png,
 # train_1.0003.png, .validation.0003.k2j4.tmp.png; only these are removed when keep=False.
 _OWN_FILE = re.compile(r"^\.?(train|validation)(_\d+)?\.\d{4,}(\..+\.tmp)?\.png$")
