@@ -43,3 +43,15 @@ def tiny_model_config(
         "backbone_config": {"unet": backbone, "convnext": None, "swint": None},
         "head_configs": heads,
     }
+
+
+#: sleap-nn's asset run directories (shared_data / "sleap_nn_assets/model_ckpts" / name), each
+#: with a best.ckpt trained by sleap-nn on minimal_instance.pkg.slp.
+SLEAP_NN_RUN_DIRS = [
+    "minimal_instance_single_instance",
+    "minimal_instance_centroid",
+    "minimal_instance_centered_instance",
+    "minimal_instance_bottomup",
+    "minimal_instance_multiclass_bottomup",
+    "minimal_instance_multiclass_centered_instance",
+]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import ALL_HEADS, tiny_model_config
+from helpers import ALL_HEADS, SLEAP_NN_RUN_DIRS, tiny_model_config
 
 from pipeline_lib.models.heads import ClassVectorsHead, ConfmapsHead, PafsHead
 from pipeline_lib.models.model import PoseModel, build_model, count_parameters
@@ -20,14 +20,7 @@ from pipeline_lib.models.pretrained import load_pretrained, read_checkpoint_stat
 from pipeline_lib.models.unet import UNet
 from pipeline_lib.training.losses import confmap_loss, ohkm_loss
 
-CKPT_DIRS = [
-    "minimal_instance_single_instance",
-    "minimal_instance_centroid",
-    "minimal_instance_centered_instance",
-    "minimal_instance_bottomup",
-    "minimal_instance_multiclass_bottomup",
-    "minimal_instance_multiclass_centered_instance",
-]
+CKPT_DIRS = SLEAP_NN_RUN_DIRS
 HEADS = ALL_HEADS
 _model_config = tiny_model_config
 

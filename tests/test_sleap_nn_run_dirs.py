@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sleap_io as sio
+from helpers import SLEAP_NN_RUN_DIRS
 
 from pipeline_lib.inference.predict import predict_labels
 from pipeline_lib.training.run_dir import load_trained_model
@@ -63,14 +64,7 @@ def test_every_sleap_nn_run_dir_loads_with_its_weights(shared_data):
 
     from pipeline_lib.models.pretrained import read_checkpoint_state
 
-    for name in (
-        "minimal_instance_single_instance",
-        "minimal_instance_centroid",
-        "minimal_instance_centered_instance",
-        "minimal_instance_bottomup",
-        "minimal_instance_multiclass_bottomup",
-        "minimal_instance_multiclass_centered_instance",
-    ):
+    for name in SLEAP_NN_RUN_DIRS:
         run_dir = shared_data / RUN_DIRS / name
         trained = load_trained_model(run_dir)
         theirs = read_checkpoint_state(run_dir / "best.ckpt")
