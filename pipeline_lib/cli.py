@@ -6,6 +6,8 @@ Each subcommand calls the same pipeline_lib function as the workflow rule of tha
     pipeline-lib train config.yaml      # labels, split and run folder from the config itself
     pipeline-lib predict models/centroid models/centered --video v.mp4 --out v.slp
     pipeline-lib eval-pose --gt labels.slp --pred predictions.slp --out metrics.json
+    pipeline-lib train-tracker tracker.yaml --run-dir models/gtr
+    pipeline-lib track predictions.slp --out tracked.slp --tracker-model models/gtr
 """
 
 from __future__ import annotations
@@ -158,7 +160,22 @@ def _track(a: argparse.Namespace) -> None:
     from pipeline_lib.tracking.track import track_file
 
     options = json.loads(a.options) if a.options else {}
+    if not isinstance(options, dict):
+        raise ValueError(f"--options must be a JSON object, got {a.options}")
+    if a.tracker_model is not None:
+        if options.get("method", "gtr") != "gtr" or "model" in options:
+            raise ValueError(
+                "--tracker-model selects the gtr tracker and its model; leave 'method' and "
+                "'model' out of --options"
+            )
+        options = {**options, "method": "gtr", "model": a.tracker_model}
     _print(track_file(a.input, a.out, options, a.csv))
+
+
+def _train_tracker(a: argparse.Namespace) -> None:
+    from pipeline_lib.tracking.gtr.training import train_tracker
+
+    _print(train_tracker(a.config, a.run_dir, a.threads, a.seed))
 
 
 def _eval_pose(a: argparse.Namespace) -> None:
@@ -284,7 +301,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--csv")
     s.add_argument("--options", help="tracker options as JSON, e.g. '{\"max_tracks\": 2}'")
+    s.add_argument(
+        "--tracker-model",
+        metavar="RUN_DIR",
+        help="track with this trained tracking transformer (train-tracker's run directory); "
+        "--options then overrides its tracker options",
+    )
     s.set_defaults(func=_track)
+
+    s = sub.add_parser(
+        "train-tracker", help="train a tracking transformer (GTR) from a DREEM-style config"
+    )
+    s.add_argument("config", help="run config YAML: model, dataset, trainer, tracker, ...")
+    s.add_argument("--run-dir", required=True, help="where best.ckpt and the config are written")
+    s.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest for small models)"
+    )
+    s.add_argument("--seed", type=int, help="run seed when the config's trainer.seed is null")
+    s.set_defaults(func=_train_tracker)
 
     s = sub.add_parser("eval-pose", help="pose metrics of any ground-truth / prediction pair")
     s.add_argument("--gt", required=True)

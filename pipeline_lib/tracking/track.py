@@ -2,10 +2,20 @@
 
 This is what the ``track_video`` stage and the CLI call. It only needs an object with
 ``track(labels) -> labels``, so a learned tracker can be used through the same function.
+
+Methods: ``classical`` and ``identity`` take :class:`TrackerOptions`; ``gtr`` (the trained
+global tracking transformer) takes ``model`` (its run directory), optionally ``device``, and
+any of its tracker options (DREEM's names, see
+:class:`~pipeline_lib.tracking.gtr.config.GTRTrackerOptions`) to override the run's own. The
+GTR options are routed to their own strict parser rather than added to ``TrackerOptions``:
+several share a name with a classical option but not its meaning (``window_size`` counts a
+track's recent instances, ``max_gap`` video frames rather than processed frames), and one
+dataclass holding both would accept options the chosen method ignores.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -16,7 +26,10 @@ from pipeline_lib.io.labels import load_labels, save_labels
 from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.tracking.classical import ClassicalTracker
 from pipeline_lib.tracking.identity import IdentityTracker
-from pipeline_lib.tracking.options import TrackerOptions
+from pipeline_lib.tracking.options import METHODS, TrackerOptions, TrackerOptionsError
+
+GTR_METHOD = "gtr"
+ALL_METHODS = (*METHODS, GTR_METHOD)
 
 
 class Tracker(Protocol):
@@ -26,7 +39,22 @@ class Tracker(Protocol):
 
 
 def build_tracker(options: Mapping[str, Any] | TrackerOptions | None) -> Tracker:
-    """Make the tracker that ``options`` (a config mapping or parsed options) describes."""
+    """Make the tracker that ``options`` (a config mapping or parsed options) describes.
+
+    ``{"method": "gtr", "model": RUN_DIR, "device": "auto", ...}`` loads a trained tracking
+    transformer; the other keys override its tracker options.
+    """
+    if isinstance(options, Mapping) and options.get("method") == GTR_METHOD:
+        return _build_gtr_tracker(options)
+    if isinstance(options, Mapping) and "method" in options:
+        method = options["method"]
+        if method not in ALL_METHODS:
+            close = difflib.get_close_matches(str(method), ALL_METHODS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise TrackerOptionsError(
+                f"Tracker option 'method' must be one of {', '.join(ALL_METHODS)}; "
+                f"got {method!r}{hint}"
+            )
     if not isinstance(options, TrackerOptions):
         options = TrackerOptions.from_dict(options)
     if options.method == "classical":
@@ -34,6 +62,21 @@ def build_tracker(options: Mapping[str, Any] | TrackerOptions | None) -> Tracker
     if options.method == "identity":
         return IdentityTracker()
     raise ValueError(f"No tracker for method {options.method!r}")  # pragma: no cover
+
+
+def _build_gtr_tracker(options: Mapping[str, Any]) -> Tracker:
+    """The GTR tracker of ``options['model']`` (a run directory) with the other keys as
+    tracker-option overrides. Imported here: loading torch models is not free."""
+    from pipeline_lib.tracking.gtr.inference import make_gtr_tracker
+
+    rest = {k: v for k, v in options.items() if k not in ("method", "model", "device")}
+    run_dir = options.get("model")
+    if not run_dir:
+        raise TrackerOptionsError(
+            "Tracker method 'gtr' needs 'model': the run directory of a trained tracking "
+            "transformer (pipeline-lib train-tracker)"
+        )
+    return make_gtr_tracker(run_dir, rest, device=options.get("device") or "auto")
 
 
 def track_file(

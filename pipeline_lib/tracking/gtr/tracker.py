@@ -139,6 +139,9 @@ class GTRTracker:
         no_match_logit: the logit of "continues no track in the window" (see module doc);
             ``None`` reads the model's own ``no_match_logit`` (the learned scalar of
             ``GlobalTrackingTransformer``) when it has one, else uses 0.
+        read_image: ``read_image(labeled_frame)`` -> its (H, W, C) image, called in frame
+            order per video when ``use_vis_feats`` is on; ``None`` reads ``labeled_frame.image``
+            (sleap-io seeks for every frame that is not the next one, ~50 ms on the fly mp4s).
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class GTRTracker:
         featurize: Featurize,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         no_match_logit: float | None = None,
+        read_image: Callable[[sio.LabeledFrame], np.ndarray] | None = None,
     ) -> None:
         if not callable(getattr(model, "associate", None)):
             raise TypeError(
@@ -171,6 +175,7 @@ class GTRTracker:
         self.featurize = featurize
         self.chunk_frames = chunk_frames
         self.no_match_logit = float(no_match_logit)
+        self.read_image = read_image
         self._device: torch.device | None = None
 
     def track(self, labels: sio.Labels) -> sio.Labels:
@@ -283,10 +288,9 @@ class GTRTracker:
             )
         return detections, kept
 
-    @staticmethod
-    def _image(lf: sio.LabeledFrame, where: str) -> np.ndarray:
+    def _image(self, lf: sio.LabeledFrame, where: str) -> np.ndarray:
         try:
-            image = lf.image
+            image = lf.image if self.read_image is None else self.read_image(lf)
         except Exception as err:  # any backend failure: say which frame and how to avoid it
             raise RuntimeError(
                 f"Cannot read the image of {where} for visual features ({err}); make the "
