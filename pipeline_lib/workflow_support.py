@@ -49,6 +49,10 @@ class VideoEntry:
     ground_truth: str | None = None
 
 
+#: Where rule ``train_tracker`` writes the tracking transformer it trains.
+TRACKER_RUN_DIR = "results/tracker/gtr"
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything the rules need, resolved once from the validated config."""
@@ -61,6 +65,18 @@ class Plan:
     demo_models: list[str] = field(default_factory=list)
     demo_videos: list[str] = field(default_factory=list)
     identities_from_model: bool = False  # multi-class predictor: tracking keeps its identities
+    tracker_model: str | None = None  # run dir of the tracking transformer (method gtr)
+    tracker_training: TrackerTraining | None = None  # set when the DAG trains that model
+
+
+@dataclass(frozen=True)
+class TrackerTraining:
+    """What rule ``train_tracker`` trains the tracking transformer from."""
+
+    config: str
+    train_labels: list[str]
+    val_labels: list[str]
+    seed: int
 
 
 # --------------------------------------------------------------------------- ids
@@ -482,6 +498,9 @@ def build_plan(
         if demo_on
         and any(os.path.normpath(p) == demo_labels for p in datasets[m["dataset"]]["labels"])
     ]
+    tracker_model, tracker_training = check_tracker_model(
+        config.get("tracking") or {}, datasets, base, produced
+    )
     return Plan(
         videos={v.id: v for v in videos},
         predictor=predictor,
@@ -491,7 +510,51 @@ def build_plan(
         demo_models=[m for m in demo_models if m == eval_model],
         demo_videos=[v.id for v in extra],
         identities_from_model=predictor_types[-1] in IDENTITY_HEADS,
+        tracker_model=tracker_model,
+        tracker_training=tracker_training,
     )
+
+
+def check_tracker_model(
+    tracking: Mapping[str, Any],
+    datasets: Mapping[str, Any],
+    base: Path,
+    produced: frozenset[str] = frozenset(),
+) -> tuple[str | None, TrackerTraining | None]:
+    """The tracking transformer's run directory and, when the DAG trains it, how.
+
+    ``tracking.gtr.model`` names a trained run directory; ``tracking.gtr.config`` a training
+    config that rule ``train_tracker`` trains into ``TRACKER_RUN_DIR`` on ``train_labels``
+    (default: the labels of every dataset, which must carry tracks). Exactly one of the two.
+    """
+    if tracking.get("method") != "gtr":
+        return None, None
+    gtr = tracking.get("gtr") or {}
+    model, cfg = gtr.get("model"), gtr.get("config")
+    if bool(model) == bool(cfg):
+        raise WorkflowConfigError(
+            "tracking.method gtr needs exactly one of tracking.gtr.model (a trained tracker run "
+            "directory) and tracking.gtr.config (a training config for rule train_tracker)"
+        )
+    if model:
+        for name in ("best.ckpt", "tracker_config.yaml"):
+            if not (base / model / name).exists():
+                raise WorkflowConfigError(
+                    f"tracking.gtr.model: {model} has no {name}; is it a trained tracker run "
+                    "directory (pipeline-lib train-tracker)?"
+                )
+        return model, None
+    if not (base / cfg).is_file():
+        raise WorkflowConfigError(f"tracking.gtr.config: no file at {cfg}")
+    train = list(gtr.get("train_labels") or [])
+    if not train:
+        train = list(dict.fromkeys(p for d in datasets.values() for p in d.get("labels") or []))
+    val = list(gtr.get("val_labels") or [])
+    for key, paths in (("train_labels", train), ("val_labels", val)):
+        for path in paths:
+            if os.path.normpath(path) not in produced and not (base / path).exists():
+                raise WorkflowConfigError(f"tracking.gtr.{key}: file not found: {path}")
+    return TRACKER_RUN_DIR, TrackerTraining(cfg, train, val, int(gtr.get("seed") or 0))
 
 
 # --------------------------------------------------------------------------- code version

@@ -407,3 +407,66 @@ def test_schema_inference_keys_are_exactly_the_inference_options() -> None:
     config["models"][next(iter(config["models"]))]["precision"] = "fp8"
     with pytest.raises(jsonschema.ValidationError, match="fp8"):
         jsonschema.Draft202012Validator(schema).validate(config)
+
+
+# ----------------------------------------------------------------------------- tracking model
+
+
+def _gtr_config(**gtr) -> dict:
+    config = shipped_config()
+    config["tracking"]["method"] = "gtr"
+    config["tracking"]["gtr"] = gtr
+    return config
+
+
+def _plan(config: dict, base: Path):
+    for model in config["models"].values():
+        copy_model_config(model["config"], base / model["config"])
+    return build_plan(config, demo_ids=["demo_0", "demo_1"], base_dir=base)
+
+
+def test_gtr_trained_in_the_dag_on_every_datasets_labels(tmp_path: Path) -> None:
+    touch(tmp_path / "config/tracking/gtr.yaml")
+    plan = _plan(_gtr_config(config="config/tracking/gtr.yaml"), tmp_path)
+    assert plan.tracker_model == "results/tracker/gtr"
+    assert plan.tracker_training.train_labels == ["results/demo/labels.slp"]
+    assert plan.tracker_training.val_labels == [] and plan.tracker_training.seed == 0
+
+
+def test_gtr_from_a_trained_run_dir(tmp_path: Path) -> None:
+    with pytest.raises(WorkflowConfigError, match="has no best.ckpt"):
+        _plan(_gtr_config(model="runs/gtr"), tmp_path)
+    touch(tmp_path / "runs/gtr/best.ckpt")
+    touch(tmp_path / "runs/gtr/tracker_config.yaml")
+    plan = _plan(_gtr_config(model="runs/gtr"), tmp_path)
+    assert plan.tracker_model == "runs/gtr" and plan.tracker_training is None
+
+
+def test_gtr_needs_exactly_one_of_model_and_config(tmp_path: Path) -> None:
+    with pytest.raises(WorkflowConfigError, match="exactly one of tracking.gtr.model"):
+        _plan(_gtr_config(), tmp_path)
+    with pytest.raises(WorkflowConfigError, match="no file at nope.yaml"):
+        _plan(_gtr_config(config="nope.yaml"), tmp_path)
+    touch(tmp_path / "g.yaml")
+    with pytest.raises(WorkflowConfigError, match="train_labels: file not found: x.slp"):
+        _plan(_gtr_config(config="g.yaml", train_labels=["x.slp"]), tmp_path)
+
+
+def test_dag_trains_the_tracker_before_tracking(tmp_path: Path) -> None:
+    override = tmp_path / "gtr.yaml"
+    override.write_text(
+        yaml.safe_dump(
+            {"tracking": {"method": "gtr", "gtr": {"config": "config/tracking/demo_gtr.yaml"}}}
+        )
+    )
+    snakemake = Path(sys.executable).with_name("snakemake")
+    run = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "--configfile", str(override), "--forceall"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "rule train_tracker:" in run.stdout
+    assert "results/tracker/gtr/best.ckpt" in run.stdout

@@ -2,10 +2,11 @@
 # params, and the wildcard constraints. The checks behind them live in
 # pipeline_lib/workflow_support.py, where they are unit-tested without Snakemake.
 
+import os
 import re
 
 import pipeline_lib
-from pipeline_lib.workflow_support import WorkflowConfigError, build_plan, code_version
+from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version
 from snakemake.exceptions import WorkflowError
 
 PACKAGE_ROOT = f"{workflow.basedir}/pipeline_lib"
@@ -105,13 +106,26 @@ def tracking_options(wildcards):
 
     A multi-class predictor already names every animal, so its identities are kept as they are.
     """
-    options = {k: v for k, v in config["tracking"].items() if k != "enabled"}
+    max_tracks = PLAN.videos[wildcards.video].max_tracks
+    if PLAN.tracker_model is not None and not PLAN.identities_from_model:
+        gtr = config["tracking"]["gtr"]
+        options = {"method": "gtr", "model": PLAN.tracker_model, **gtr["options"]}
+        if max_tracks is not None:
+            options["max_tracks"] = max_tracks
+        return options
+    options = {k: v for k, v in config["tracking"].items() if k not in ("enabled", "gtr")}
     if PLAN.identities_from_model:
         options["method"] = "identity"
-    max_tracks = PLAN.videos[wildcards.video].max_tracks
     if max_tracks is not None:
         options["max_tracks"] = max_tracks
     return options
+
+
+def tracker_model_files(wildcards):
+    """The trained tracking transformer track_video reads, when the DAG trains it."""
+    if PLAN.tracker_training is None or PLAN.identities_from_model:
+        return []
+    return [f"{PLAN.tracker_model}/best.ckpt", f"{PLAN.tracker_model}/tracker_config.yaml"]
 
 
 def final_pose_file(video):

@@ -1,9 +1,38 @@
 # Identity tracking per video, and tracking accuracy where ground-truth identities exist.
 
 
+rule train_tracker:
+    input:
+        config=lambda wc: PLAN.tracker_training.config,
+        train=lambda wc: PLAN.tracker_training.train_labels,
+        val=lambda wc: PLAN.tracker_training.val_labels,
+    output:
+        ckpt=f"{TRACKER_RUN_DIR}/best.ckpt",
+        config=f"{TRACKER_RUN_DIR}/tracker_config.yaml",
+        log=f"{TRACKER_RUN_DIR}/training_log.csv",
+    params:
+        run_dir=lambda wc, output: os.path.dirname(output.ckpt),
+        seed=lambda wc: PLAN.tracker_training.seed,
+        code=code("pipeline_lib.tracking.gtr.stage"),
+    log:
+        log_path("train_tracker"),
+    benchmark:
+        bench_path("train_tracker")
+    threads: 1  # the small transformer trains fastest on one CPU thread (bench/RESULTS.md)
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/train_tracker.py"
+
+
 rule track_video:
     input:
-        "results/predictions/{video}.predictions.slp",
+        predictions="results/predictions/{video}.predictions.slp",
+        tracker=tracker_model_files,
     output:
         slp="results/tracks/{video}.tracked.slp",
         csv="results/tracks/{video}.tracked.csv",

@@ -7,7 +7,7 @@ def main(smk):
     from pipeline_lib.tracking.track import track_file
 
     return track_file(
-        smk.input[0],
+        smk.input.predictions,
         smk.output.slp,
         options=dict(smk.params.options),
         out_csv=smk.output.csv,
