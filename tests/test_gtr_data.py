@@ -27,6 +27,7 @@ from pipeline_lib.tracking.gtr.data import (
     pair_by_stem,
     parse_augmentations,
     rotate_frame,
+    rotate_points,
 )
 from pipeline_lib.tracking.gtr.detections import Detections
 from pipeline_lib.tracking.gtr.instances import (
@@ -557,3 +558,93 @@ def test_workers_read_lazily_and_collate_keeps_clips(flies: Path) -> None:
     assert torch.equal(batch[1].crops, local.crops)  # the worker draws what this process drew
     with pytest.raises(TypeError, match="item 0 is dict"):
         collate([{}])
+
+
+# ============================================================================ without decoding
+
+
+@pytest.fixture(scope="module")
+def flies_with_shape(flies: Path, tmp_path_factory) -> Path:
+    """two_flies.slp saved with its video's shape, so nothing needs to open the video."""
+    labels = sio.load_slp(str(flies / "two_flies.slp"), open_videos=False)
+    labels.videos[0].replace_filename(str(flies / "two_flies.mp4"), open=False)
+    labels.videos[0].backend_metadata["shape"] = (128, 1024, 1024, 1)
+    path = tmp_path_factory.mktemp("shape") / "two_flies_shape.slp"
+    sio.save_slp(labels, str(path))
+    return path
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the video was opened or read")
+
+
+def test_without_decoding_the_video_is_never_opened(
+    flies: Path, flies_with_shape: Path, monkeypatch
+) -> None:
+    import pipeline_lib.tracking.gtr.data as data_module
+    from pipeline_lib.data.frame_source import FrameSource
+
+    monkeypatch.setattr(data_module, "VideoFrameSource", _refuse)
+    monkeypatch.setattr(FrameSource, "read", _refuse)
+    monkeypatch.setattr(sio.Video, "open", _refuse)
+    augs = {**AUGS, "GaussianBlur": {"p": 1.0}, "RandomBrightnessContrast": {"p": 1.0}}
+    for overrides in ({}, {"mode": "train", "augmentations": augs}):
+        options = {
+            "slp_files": [str(flies_with_shape)],
+            "clip_length": 4,
+            "crop_size": 24,
+            "seed": 7,
+            "mode": "val",
+            **overrides,
+        }
+        ds = ClipDataset(options, decode_frames=False)
+        assert ds.channels == 1 and len(ds) == 32
+        clips = [ds[i] for i in range(len(ds))]
+        assert all(c.image_hw == (1024, 1024) for c in clips)
+        crops = torch.cat([c.crops for c in clips])
+        assert crops.shape[1:] == (1, 24, 24) and len(crops) > 150
+        assert not crops.any()
+    assert ds.clip_source(0) == (str(flies_with_shape), str(flies / "two_flies.mp4"))
+    ds.close()
+
+
+def test_without_decoding_positions_equal_the_decoding_path(flies: Path, monkeypatch) -> None:
+    """Same seed: same instances and positions (int anchors, dropouts, Rotate), zero crops.
+
+    two_flies.slp stores no video shape: the dataset opens the video once to read it, but
+    never decodes a frame.
+    """
+    from pipeline_lib.data.frame_source import FrameSource
+
+    augs = {
+        "Rotate": {"limit": [20, 40], "p": 1.0},
+        "GaussNoise": {"std_range": [0.02, 0.05], "p": 0.5},
+        "MotionBlur": {"p": 0.5},
+        "InstanceDropout": {"p": 0.3, "n": 1},
+        "NodeDropout": {"p": 0.5, "n": 3},
+    }
+    settings = [{}, {"mode": "train", "augmentations": augs}]
+    decoded = [ClipDataset(fly_options(flies, anchors=2, **s)) for s in settings]
+    expected = [[ds[i] for i in (0, 5)] for ds in decoded]
+    monkeypatch.setattr(FrameSource, "read", _refuse)
+    for s, clips in zip(settings, expected, strict=True):
+        ds = ClipDataset(fly_options(flies, anchors=2, **s), decode_frames=False)
+        assert ds.channels == 1
+        for want, got in zip(clips, (ds[0], ds[5]), strict=True):
+            for name in ("boxes", "centroids", "frames", "track_ids", "scores"):
+                assert torch.equal(getattr(want, name), getattr(got, name)), (s, name)
+            assert got.image_hw == want.image_hw == (1024, 1024)
+            assert got.crops.shape == want.crops.shape and not got.crops.any()
+            assert want.crops.mean() > 0.05  # the decoding path did read pixels
+    # The rotation really moved the points (so the equality above covers Rotate).
+    val, train = expected[0][0], expected[1][0]
+    assert not torch.equal(val.centroids[: len(train)], train.centroids)
+
+
+def test_rotate_points_is_the_point_part_of_rotate_frame() -> None:
+    image = grey_frame(60, 80)
+    points = np.array([[[10.0, 5.0], [40.0, 30.0], [np.nan, np.nan]], [[1, 1], [79, 59], [9, 9]]])
+    for angle in (-35.0, 12.5, 90.0):
+        _, moved = rotate_frame(image, points, angle)
+        np.testing.assert_array_equal(rotate_points(points, angle, (60, 80)), moved)
+    assert np.isnan(rotate_points(points, 45.0, (60, 80))[1, 0]).all()  # corner leaves

@@ -226,6 +226,32 @@ class _KillAt(L.Callback):
             raise RuntimeError("killed")
 
 
+def test_frames_are_decoded_only_for_visual_features(splits, tmp_path: Path, monkeypatch) -> None:
+    """A positions-only run never reads a frame; a run with crops builds decoding datasets."""
+    from pipeline_lib.data.frame_source import FrameSource
+
+    built: list[bool] = []
+    real = training.ClipDataset
+
+    def recording(*args, **kwargs):
+        built.append(kwargs["decode_frames"])
+        return real(*args, **kwargs)
+
+    def refuse(self, row):
+        raise AssertionError(f"frame row {row} was decoded by a positions-only run")
+
+    monkeypatch.setattr(training, "ClipDataset", recording)
+    short = {"max_epochs": 1, "limit_train_batches": 2, "seed": 0}
+    with monkeypatch.context() as patch:
+        patch.setattr(FrameSource, "read", refuse)
+        train_tracker(tiny_config(splits, trainer=short), tmp_path / "positions")
+    assert built == [False, False]
+    built.clear()
+    vis = tiny_config(splits, trainer=short, tracker={"use_vis_feats": True, "window_size": 4})
+    train_tracker(vis, tmp_path / "crops")
+    assert built == [True, True]
+
+
 def test_killed_run_publishes_nothing_and_a_rerun_resumes(splits, tmp_path: Path) -> None:
     config = tiny_config(splits, trainer={"max_epochs": 3, "limit_train_batches": 2})
     run_dir = tmp_path / "run"

@@ -23,11 +23,20 @@ opened lazily in the process that reads (a DataLoader worker after the fork) by
 (a seek in these mp4s costs ~100 ms, the next frame a few ms). The dataset pickles small: it
 holds arrays and file names, never open readers or sleap-io Labels.
 
+``ClipDataset(..., decode_frames=False)`` is for a model without visual features
+(``tracker.use_vis_feats: false``), which never looks at the crops: no frame is decoded, the
+crops are zeros of the video's channel count, and only the positions are real. With labels of
+every 4th frame each decoded frame is a seek, so decoding was nearly all of the time of such a
+training. Photometric augmentations are skipped then (there are no pixels); Rotate still turns
+the points and the dropouts still drop, with the same draws as when decoding (see Randomness).
+
 Randomness: with a ``seed``, the clip subsample (``n_chunks``) comes from the seed, and
 everything random about clip ``i`` -- augmentations, instance order, random anchors -- from a
 generator seeded with ``(seed, epoch, i)``; the same seed, epoch and index give the same clip in
-any process. :meth:`ClipDataset.set_epoch` moves to fresh draws each epoch. Without a seed every
-read draws anew.
+any process. The photometric augmentations draw from a second generator, seeded with
+``(seed, epoch, i, 1)``, so the positions of a clip (instance order, dropouts, rotation, random
+anchors) are the same whether or not its frames are decoded. :meth:`ClipDataset.set_epoch` moves
+to fresh draws each epoch. Without a seed every read draws anew.
 """
 
 from __future__ import annotations
@@ -78,6 +87,7 @@ __all__ = [
     "pair_by_stem",
     "parse_augmentations",
     "rotate_frame",
+    "rotate_points",
 ]
 
 MODES = ("train", "val")
@@ -254,17 +264,37 @@ def rotate_frame(
     """
     frame = _hwc(image)
     h, w = frame.shape[:2]
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(angle), 1.0)
     rotated = cv2.warpAffine(
-        frame, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        frame,
+        _rotation(angle, (h, w)),
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
     )
+    return _hwc(rotated), rotate_points(points, angle, (h, w))
+
+
+def rotate_points(points: np.ndarray, angle: float, image_hw: tuple[int, int]) -> np.ndarray:
+    """The points of :func:`rotate_frame` without the image: same turn, same NaN outside.
+
+    For clips whose frames are not decoded: the frame size alone fixes the centre of rotation
+    and which points leave the frame.
+    """
+    h, w = int(image_hw[0]), int(image_hw[1])
+    matrix = _rotation(angle, (h, w))
     pts = np.asarray(points, dtype=np.float64)
     moved = pts @ matrix[:, :2].T + matrix[:, 2]
     outside = ((moved[..., 0] < -0.5) | (moved[..., 0] > w - 0.5) | (moved[..., 1] < -0.5)) | (
         moved[..., 1] > h - 0.5
     )
     moved[outside] = np.nan
-    return _hwc(rotated), moved
+    return moved
+
+
+def _rotation(angle: float, image_hw: tuple[int, int]) -> np.ndarray:
+    """(2, 3) affine turning by ``angle`` degrees about the centre of an (h, w) frame."""
+    h, w = image_hw
+    return cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(angle), 1.0)
 
 
 def gaussian_blur(image: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
@@ -329,9 +359,10 @@ class _Augmenter:
     """Applies a parsed augmentation mapping to one frame (train mode only).
 
     Order per frame: InstanceDropout, NodeDropout, Rotate, then the photometric augmentations
-    in the order the config lists them. The Rotate angle is drawn once per clip and applied to
-    every frame of it: the transformer reads motion from box positions across the window, and
-    turning each frame by a different angle would make the animals jump between frames.
+    in the order the config lists them (drawn from ``pixel_rng``; skipped without an image).
+    The Rotate angle is drawn once per clip and applied to every frame of it: the transformer
+    reads motion from box positions across the window, and turning each frame by a different
+    angle would make the animals jump between frames.
     Photometric draws are per frame (flicker, noise and blur vary over time in real video).
     """
 
@@ -348,14 +379,22 @@ class _Augmenter:
 
     def frame(
         self,
-        image: np.ndarray,
+        image: np.ndarray | None,
         points: np.ndarray,
         track_ids: np.ndarray,
         scores: np.ndarray,
         angle: float | None,
         rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(image, points, track_ids, scores) after this frame's augmentations."""
+        pixel_rng: np.random.Generator,
+        image_hw: tuple[int, int],
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """(image, points, track_ids, scores) after this frame's augmentations.
+
+        ``image`` None (frames not decoded): the points are rotated about the centre of an
+        ``image_hw`` frame and the photometric augmentations are skipped. ``rng`` draws the
+        geometry, ``pixel_rng`` the photometric augmentations, so skipping those leaves the
+        geometric draws unchanged.
+        """
         spec = self.spec
         if "InstanceDropout" in spec:
             drop = spec["InstanceDropout"]
@@ -364,10 +403,15 @@ class _Augmenter:
         if "NodeDropout" in spec:
             points = node_dropout(points, spec["NodeDropout"]["p"], spec["NodeDropout"]["n"], rng)
         if angle is not None:
-            image, points = rotate_frame(image, points, angle)
+            if image is None:
+                points = rotate_points(points, angle, image_hw)
+            else:
+                image, points = rotate_frame(image, points, angle)
+        if image is None:
+            return image, points, track_ids, scores
         for name, params in spec.items():
-            if name in _PHOTOMETRIC and rng.random() < params["p"]:
-                image = self._photometric(name, params, image, rng)
+            if name in _PHOTOMETRIC and pixel_rng.random() < params["p"]:
+                image = self._photometric(name, params, image, pixel_rng)
         return image, points, track_ids, scores
 
     @staticmethod
@@ -728,7 +772,10 @@ def pair_by_stem(
 
 @dataclass
 class _Sequence:
-    """The labelled frames of one video, as arrays, and a lazy reader of its frames."""
+    """The labelled frames of one video, as arrays, and a lazy reader of its frames.
+
+    ``frames`` is None when the dataset does not decode frames.
+    """
 
     labels_path: str
     node_names: list[str]
@@ -736,7 +783,8 @@ class _Sequence:
     points: list[np.ndarray]  # per frame (I, N, 2) float32, NaN missing
     track_ids: list[np.ndarray]  # per frame (I,) int64
     scores: list[np.ndarray]  # per frame (I,) float32
-    frames: VideoFrameSource  # row f = frame_idx[f]
+    frames: VideoFrameSource | None  # row f = frame_idx[f]
+    video_file: str
     image_hw: tuple[int, int]
     channels: int
 
@@ -757,17 +805,25 @@ class ClipDataset(torch.utils.data.Dataset):
         self,
         options: ClipDatasetOptions | Mapping[str, Any],
         base_dir: str | os.PathLike | None = None,
+        decode_frames: bool = True,
     ) -> None:
         """Load the labels (not the frames) and cut the clips.
 
         ``base_dir`` resolves relative paths in the options (a config file's folder); the
         working directory when None.
+
+        ``decode_frames`` False: no frame is ever decoded and the crops are zeros (for a model
+        without visual features; see the module doc). Frame size and channel count then come
+        from the video shape the labels store; a video whose labels store none is opened once,
+        here, just to read its shape. The channel count is 1 for a video the labels mark
+        grayscale (the decoder would turn it grey), else the stored shape's.
         """
         super().__init__()
         if not isinstance(options, ClipDatasetOptions):
             options = ClipDatasetOptions.from_dict(options)
         self.options = options
         self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.decode_frames = bool(decode_frames)
         self.augmenter = _Augmenter(options.augmentations or {})
         self.epoch = 0
         self.sequences: list[_Sequence] = []
@@ -797,15 +853,16 @@ class ClipDataset(torch.utils.data.Dataset):
         rng = self._rng(idx)
         train = self.options.mode == "train"
         angle = self.augmenter.clip_angle(rng) if train else None
+        pixel_rng = self._rng(idx, stream=1)
         parts = []
         for row in range(ref.start, ref.stop):
-            image = seq.frames.read(row)
+            image = seq.frames.read(row) if seq.frames is not None else None
             points, track_ids, scores = seq.points[row], seq.track_ids[row], seq.scores[row]
             if train:
                 order = rng.permutation(len(points))
                 points, track_ids, scores = points[order], track_ids[order], scores[order]
                 image, points, track_ids, scores = self.augmenter.frame(
-                    image, points, track_ids, scores, angle, rng
+                    image, points, track_ids, scores, angle, rng, pixel_rng, seq.image_hw
                 )
             try:
                 detections, _ = detections_from_frame(
@@ -820,6 +877,8 @@ class ClipDataset(torch.utils.data.Dataset):
                     track_ids=track_ids,
                     scores=scores,
                     rng=rng,
+                    image_hw=seq.image_hw,
+                    channels=seq.channels,
                 )
             except ValueError as exc:
                 raise ValueError(f"{seq.labels_path}: {exc}") from exc
@@ -838,12 +897,13 @@ class ClipDataset(torch.utils.data.Dataset):
     def clip_source(self, idx: int) -> tuple[str, str]:
         """(labels file, video file) clip ``idx`` comes from."""
         seq = self.sequences[self.clips[idx].sequence]
-        return seq.labels_path, str(seq.frames.videos[0][0])
+        return seq.labels_path, seq.video_file
 
     def close(self) -> None:
         """Close this process's video readers (they reopen on the next read)."""
         for seq in self.sequences:
-            seq.frames.close()
+            if seq.frames is not None:
+                seq.frames.close()
 
     # ------------------------------------------------------------------ loading
 
@@ -956,8 +1016,12 @@ class ClipDataset(torch.utils.data.Dataset):
                     len(duplicates),
                     duplicates[0],
                 )
-            source = VideoFrameSource(sio.Labels(labeled_frames=frames, videos=[video]))
-            h, w, c = source.shapes[0]
+            if self.decode_frames:
+                source = VideoFrameSource(sio.Labels(labeled_frames=frames, videos=[video]))
+                h, w, c = source.shapes[0]
+            else:
+                source = None
+                h, w, c = _stored_shape(video, frames[0])
             sequences.append(
                 _Sequence(
                     labels_path=labels_path,
@@ -967,6 +1031,7 @@ class ClipDataset(torch.utils.data.Dataset):
                     track_ids=tracks,
                     scores=scores,
                     frames=source,
+                    video_file=str(video.filename),
                     image_hw=(h, w),
                     channels=c,
                 )
@@ -999,10 +1064,35 @@ class ClipDataset(torch.utils.data.Dataset):
         chosen = np.sort(rng.choice(total, size=count, replace=False))
         return [clips[i] for i in chosen]
 
-    def _rng(self, idx: int) -> np.random.Generator:
+    def _rng(self, idx: int, stream: int = 0) -> np.random.Generator:
+        """Clip ``idx``'s generator: stream 0 for positions, 1 for pixels (module doc)."""
         if self.options.seed is None:
             return np.random.default_rng()
-        return np.random.default_rng([self.options.seed, self.epoch, int(idx)])
+        key = [self.options.seed, self.epoch, int(idx)] + ([stream] if stream else [])
+        return np.random.default_rng(key)
+
+
+def _stored_shape(video: sio.Video, first: sio.LabeledFrame) -> tuple[int, int, int]:
+    """(H, W, C) of a video's frames from what the labels store, without decoding a frame.
+
+    Labels saved without the shape leave it unknown: the video is then opened once (the same
+    probe the decoding path makes; a backend may decode the first frame to learn the size) just
+    to read it, and closed again.
+    """
+    shape = video.shape  # the open backend's, else the stored metadata's; never opens
+    if shape is None:
+        probe = VideoFrameSource(sio.Labels(labeled_frames=[first], videos=[video]))
+        h, w, c = probe.shapes[0]
+    else:
+        dims = [int(s) for s in shape]
+        if len(dims) not in (3, 4):
+            raise ValueError(
+                f"video {video.filename}: stored shape {tuple(dims)} is not (frames, H, W[, C])"
+            )
+        h, w, c = dims[1], dims[2], dims[3] if len(dims) == 4 else 1
+    if video.backend_metadata.get("grayscale") is True:
+        c = 1
+    return int(h), int(w), int(c)
 
 
 def _frame_ground_truth(

@@ -17,9 +17,10 @@ Detections that ``handle_missing: ignore`` keeps without a position (NaN centroi
 of windows and queries: they carry no position, and the data contract keeps them out of
 attention and the loss.
 
-The network sees crops only with ``tracker.use_vis_feats`` (as when tracking). The dataset
-decodes the clips' frames either way: ~3 ms a frame on the fly videos when the labelled frames
-are consecutive, ~50 ms when they are not (every frame is then a seek).
+The network sees crops only with ``tracker.use_vis_feats`` (as when tracking), and only then are
+the clips' frames decoded (``ClipDataset(decode_frames=...)``): ~3 ms a frame on the fly videos
+when the labelled frames are consecutive, ~50-100 ms when they are not (every frame is then a
+seek). Without visual features the crops are zeros and the positions the same as with decoding.
 
 Train at the frame rate you will track at: the windows of a clip are its consecutive *labelled*
 frames, so a model trained on every frame sees displacements and time offsets four times smaller
@@ -426,8 +427,13 @@ def _train(
     work.mkdir(parents=True, exist_ok=True)
 
     base = config.dataset_base_dir()
-    train_ds = ClipDataset(config.train_dataset, base)
-    val_ds = ClipDataset(config.val_dataset, base) if config.val_dataset is not None else None
+    decode = config.tracker.use_vis_feats  # a positions-only model never reads the crops
+    train_ds = ClipDataset(config.train_dataset, base, decode_frames=decode)
+    val_ds = (
+        ClipDataset(config.val_dataset, base, decode_frames=decode)
+        if config.val_dataset is not None
+        else None
+    )
     ws = config.tracker.window_size
     config = resolve_max_window(
         config, training_window_span([d for d in (train_ds, val_ds) if d is not None], ws)
@@ -624,7 +630,11 @@ def _test_metrics(
     """Loss and accuracy of the best weights on the test clips, when a test set is given."""
     if config.test_dataset is None:
         return None
-    test_ds = ClipDataset(config.test_dataset, config.dataset_base_dir())
+    test_ds = ClipDataset(
+        config.test_dataset,
+        config.dataset_base_dir(),
+        decode_frames=config.tracker.use_vis_feats,
+    )
     loader = _loader(test_ds, config.test_dataloader, seed)
     results = trainer.test(module, loader, ckpt_path=str(best), verbose=False)
     test_ds.close()
