@@ -7,6 +7,7 @@ Everything here works in whatever pixel space the caller's points are in; the co
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -100,3 +101,31 @@ def auto_crop_size(
     size = max(size, float(min_crop_size or 0))
     stride = max(int(max_stride), 1)
     return int(math.ceil(size / stride) * stride)
+
+
+def pose_boxes(poses: np.ndarray) -> np.ndarray:
+    """(N, 4) boxes x0, y0, x1, y1 of the visible (finite) points of (N, K, 2) poses; NaN rows
+    for poses with no visible point."""
+    poses = np.asarray(poses, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, by design
+        lo = np.nanmin(np.where(np.isfinite(poses), poses, np.nan), axis=1)
+        hi = np.nanmax(np.where(np.isfinite(poses), poses, np.nan), axis=1)
+    return np.concatenate([lo, hi], axis=1)
+
+
+def pairwise_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) intersection over union of boxes ``a`` (N, 4) and ``b`` (M, 4), x0 y0 x1 y1;
+    0 where it is undefined (a NaN box, or two empty boxes)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return np.nan_to_num(iou, nan=0.0)

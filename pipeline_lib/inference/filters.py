@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline_lib.data.instances import pairwise_box_iou, pose_boxes
 from pipeline_lib.evaluation.pose_metrics import DEFAULT_OKS_STDDEV, compute_oks
 
 if TYPE_CHECKING:
@@ -97,18 +98,8 @@ def suppress_overlaps(
 
 def box_iou(points: np.ndarray) -> np.ndarray:
     """IoU of the bounding boxes of the found nodes of every pair of instances, (I, I)."""
-    pts = np.asarray(points, dtype=float)
-    with np.errstate(invalid="ignore"):
-        lo = np.nanmin(np.where(np.isfinite(pts), pts, np.nan), axis=1)  # (I, 2)
-        hi = np.nanmax(np.where(np.isfinite(pts), pts, np.nan), axis=1)
-    area = np.prod(np.clip(hi - lo, 0, None), axis=1)
-    inter_lo = np.maximum(lo[:, None], lo[None])
-    inter_hi = np.minimum(hi[:, None], hi[None])
-    inter = np.prod(np.clip(inter_hi - inter_lo, 0, None), axis=-1)
-    union = area[:, None] + area[None] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return np.nan_to_num(iou, nan=0.0)
+    boxes = pose_boxes(points)
+    return pairwise_box_iou(boxes, boxes)
 
 
 def select_instances(pred: FrameInstances, index: np.ndarray) -> FrameInstances:

@@ -37,6 +37,7 @@ import numpy as np
 import sleap_io as sio
 from scipy.optimize import linear_sum_assignment
 
+from pipeline_lib.data.instances import pairwise_box_iou, pose_boxes
 from pipeline_lib.tracking.options import TrackerOptions
 
 _MIN_AREA = 1.0  # px^2; keeps the size scale finite for an instance with one visible point
@@ -278,18 +279,7 @@ def oks_similarity(a: np.ndarray, b: np.ndarray, sigma: float, min_area: float =
 
 def iou_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of the boxes around the visible points of each pose."""
-    box_a, box_b = _boxes(a), _boxes(b)  # (N, 4), (M, 4): x0, y0, x1, y1
-    x0 = np.maximum(box_a[:, None, 0], box_b[None, :, 0])
-    y0 = np.maximum(box_a[:, None, 1], box_b[None, :, 1])
-    x1 = np.minimum(box_a[:, None, 2], box_b[None, :, 2])
-    y1 = np.minimum(box_a[:, None, 3], box_b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (box_a[:, 2] - box_a[:, 0]) * (box_a[:, 3] - box_a[:, 1])
-    area_b = (box_b[:, 2] - box_b[:, 0]) * (box_b[:, 3] - box_b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return np.nan_to_num(iou, nan=0.0)
+    return pairwise_box_iou(pose_boxes(a), pose_boxes(b))
 
 
 def centroid_similarity(a: np.ndarray, b: np.ndarray, min_area: float = 1.0) -> np.ndarray:
@@ -320,11 +310,7 @@ def _visible(poses: np.ndarray) -> np.ndarray:
 
 def _boxes(poses: np.ndarray) -> np.ndarray:
     """(N, 4) boxes x0, y0, x1, y1 of visible points; NaN rows for poses with no points."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, handled later
-        lo = np.nanmin(poses, axis=1)
-        hi = np.nanmax(poses, axis=1)
-    return np.concatenate([lo, hi], axis=1)
+    return pose_boxes(poses)
 
 
 def _box_area(poses: np.ndarray) -> np.ndarray:

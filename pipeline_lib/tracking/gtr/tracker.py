@@ -58,6 +58,7 @@ import sleap_io as sio
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from pipeline_lib.data.instances import pairwise_box_iou
 from pipeline_lib.tracking.classical import (
     _copy_predicted,
     _copy_user_instance,
@@ -412,17 +413,7 @@ def association_probabilities(logits: np.ndarray, no_match_logit: float = 0.0) -
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes ``a`` (N, 4) against ``b`` (M, 4), x1 y1 x2 y2; 0 where undefined (NaN)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return np.nan_to_num(iou, nan=0.0)
+    return pairwise_box_iou(a, b)
 
 
 def _center_distance(a: np.ndarray, b: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
