@@ -337,7 +337,7 @@ class _Builder:
         choices = meta.get("choices")
         if choices and isinstance(value, str) and value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
-            hint = _did_you_mean(value, choices)
+            hint = did_you_mean(value, choices)
             note = f" {meta['note']}" if meta.get("note") else ""
             self.fail(path, f"{value!r} is not one of: {allowed}{note}{hint}")
         for number in _numbers(value):
@@ -374,13 +374,15 @@ def _is_power_of_two(number: float) -> bool:
     return float(number).is_integer() and number > 0 and (int(number) & (int(number) - 1)) == 0
 
 
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+def did_you_mean(word: Any, options: Iterable[Any]) -> str:
+    """``"; did you mean 'x'?"`` for the option closest to ``word``, or nothing: the one hint
+    every strict config reader in the project gives for an unknown key or value."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _unknown_key_message(key: Any, valid: list[str]) -> str:
-    hint = _did_you_mean(key, valid) if isinstance(key, str) else ""
+    hint = did_you_mean(key, valid) if isinstance(key, str) else ""
     if hint:
         return f"unknown key{hint}"
     return "unknown key; valid keys here: " + ", ".join(valid)

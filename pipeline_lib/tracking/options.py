@@ -8,11 +8,12 @@ without any sign, so unknown keys, wrong types and bad choices are errors that n
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pipeline_lib.config.loader import did_you_mean
 
 METHODS = ("classical", "identity")
 SIMILARITIES = ("oks", "iou", "centroid")
@@ -64,16 +65,16 @@ class TrackerOptions:
     def __post_init__(self) -> None:
         _check_choice("method", self.method, METHODS)
         _check_choice("similarity", self.similarity, SIMILARITIES)
-        _check_int("window_size", self.window_size, minimum=1)
-        _check_int("max_tracks", self.max_tracks, minimum=1, optional=True)
-        _check_int("max_gap", self.max_gap, minimum=1, optional=True)
-        _check_int("max_instances", self.max_instances, minimum=1, optional=True)
+        check_int("window_size", self.window_size, minimum=1)
+        check_int("max_tracks", self.max_tracks, minimum=1, optional=True)
+        check_int("max_gap", self.max_gap, minimum=1, optional=True)
+        check_int("max_instances", self.max_instances, minimum=1, optional=True)
         if not isinstance(self.use_motion, bool):
             raise TrackerOptionsError(
                 f"Tracker option 'use_motion' must be true or false, got {self.use_motion!r}"
             )
-        _check_float("min_similarity", self.min_similarity, 0.0, 1.0)
-        _check_float("oks_sigma", self.oks_sigma, 0.0, math.inf, open_low=True)
+        check_number("min_similarity", self.min_similarity, 0.0, 1.0)
+        check_number("oks_sigma", self.oks_sigma, 0.0, math.inf, open_low=True)
         if self.max_gap is not None and self.max_gap > self.window_size:
             raise TrackerOptionsError(
                 f"Tracker option 'max_gap' ({self.max_gap}) must not exceed 'window_size' "
@@ -97,10 +98,9 @@ class TrackerOptions:
         valid = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in valid:
-                close = difflib.get_close_matches(str(key), valid, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise TrackerOptionsError(
-                    f"Unknown tracker option '{key}'{hint} (valid options: {', '.join(valid)})"
+                    f"Unknown tracker option '{key}'{did_you_mean(key, valid)} "
+                    f"(valid options: {', '.join(valid)})"
                 )
         return cls(**dict(data))
 
@@ -116,21 +116,37 @@ def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
         )
 
 
-def _check_int(key: str, value: Any, minimum: int, optional: bool = False) -> None:
+def check_int(
+    key: str,
+    value: Any,
+    minimum: int,
+    optional: bool = False,
+    error: type[TrackerOptionsError] = TrackerOptionsError,
+) -> None:
+    """An integer tracker option ``>= minimum`` (or null when ``optional``), else ``error``."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         allowed = "an integer or null" if optional else "an integer"
-        raise TrackerOptionsError(f"Tracker option '{key}' must be {allowed}, got {value!r}")
+        raise error(f"Tracker option '{key}' must be {allowed}, got {value!r}")
     if value < minimum:
-        raise TrackerOptionsError(f"Tracker option '{key}' must be >= {minimum}, got {value}")
+        raise error(f"Tracker option '{key}' must be >= {minimum}, got {value}")
 
 
-def _check_float(key: str, value: Any, low: float, high: float, open_low: bool = False) -> None:
+def check_number(
+    key: str,
+    value: Any,
+    low: float,
+    high: float,
+    open_low: bool = False,
+    unit: str = "",
+    error: type[TrackerOptionsError] = TrackerOptionsError,
+) -> None:
+    """A numeric tracker option within [low, high] ((low, high] with ``open_low``)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise TrackerOptionsError(f"Tracker option '{key}' must be a number, got {value!r}")
+        raise error(f"Tracker option '{key}' must be a number, got {value!r}")
     too_low = value <= low if open_low else value < low
     if too_low or value > high:
         bound = f"> {low}" if open_low else f">= {low}"
         upper = "" if math.isinf(high) else f" and <= {high}"
-        raise TrackerOptionsError(f"Tracker option '{key}' must be {bound}{upper}, got {value}")
+        raise error(f"Tracker option '{key}' must be {bound}{upper}{unit}, got {value}")

@@ -15,13 +15,13 @@ dataclass holding both would accept options the chosen method ignores.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import sleap_io as sio
 
+from pipeline_lib.config.loader import did_you_mean
 from pipeline_lib.io.labels import load_labels, save_labels
 from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.tracking.classical import ClassicalTracker
@@ -49,8 +49,7 @@ def build_tracker(options: Mapping[str, Any] | TrackerOptions | None) -> Tracker
     if isinstance(options, Mapping) and "method" in options:
         method = options["method"]
         if method not in ALL_METHODS:
-            close = difflib.get_close_matches(str(method), ALL_METHODS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(method, ALL_METHODS)
             raise TrackerOptionsError(
                 f"Tracker option 'method' must be one of {', '.join(ALL_METHODS)}; "
                 f"got {method!r}{hint}"

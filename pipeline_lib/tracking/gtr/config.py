@@ -14,7 +14,6 @@ named as such rather than reported as typos.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -24,7 +23,12 @@ from typing import Any
 
 import yaml
 
-from pipeline_lib.tracking.options import TrackerOptionsError
+from pipeline_lib.tracking.options import (
+    TrackerOptionsError,
+    check_int,
+    check_number,
+    did_you_mean,
+)
 
 IOU_MODES = ("mult", "max")
 
@@ -176,10 +180,9 @@ class GTRTrackerOptions:
                     f"Tracker option '{key}' is a DREEM option this tracker does not implement; "
                     f"remove it (supported options: {', '.join(valid)})"
                 )
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
             raise GTRTrackerOptionsError(
-                f"Unknown tracker option '{key}'{hint} (valid options: {', '.join(valid)})"
+                f"Unknown tracker option '{key}'{did_you_mean(key, valid)} "
+                f"(valid options: {', '.join(valid)})"
             )
         return cls(**dict(data))
 
@@ -234,29 +237,10 @@ def _check_bool(key: str, value: Any) -> None:
 
 
 def _check_int(key: str, value: Any, minimum: int, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        allowed = "an integer or null" if optional else "an integer"
-        raise GTRTrackerOptionsError(f"Tracker option '{key}' must be {allowed}, got {value!r}")
-    if value < minimum:
-        raise GTRTrackerOptionsError(f"Tracker option '{key}' must be >= {minimum}, got {value}")
+    check_int(key, value, minimum, optional, error=GTRTrackerOptionsError)
 
 
 def _check_number(
-    key: str,
-    value: Any,
-    low: float,
-    high: float,
-    open_low: bool = False,
-    unit: str = "",
+    key: str, value: Any, low: float, high: float, open_low: bool = False, unit: str = ""
 ) -> None:
-    if not _is_number(value) or math.isnan(value):
-        raise GTRTrackerOptionsError(f"Tracker option '{key}' must be a number, got {value!r}")
-    too_low = value <= low if open_low else value < low
-    if too_low or value > high:
-        bound = f"> {low}" if open_low else f">= {low}"
-        upper = "" if math.isinf(high) else f" and <= {high}"
-        raise GTRTrackerOptionsError(
-            f"Tracker option '{key}' must be {bound}{upper}{unit}, got {value}"
-        )
+    check_number(key, value, low, high, open_low, unit, error=GTRTrackerOptionsError)

@@ -42,7 +42,6 @@ to fresh draws each epoch. Without a seed every read draws anew.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import math
 import os
@@ -56,6 +55,7 @@ import numpy as np
 import sleap_io as sio
 import torch
 
+from pipeline_lib.config.loader import did_you_mean
 from pipeline_lib.data.frame_source import VideoFrameSource
 from pipeline_lib.tracking.gtr.detections import Detections
 from pipeline_lib.tracking.gtr.instances import (
@@ -138,7 +138,7 @@ def parse_augmentations(spec: Mapping[str, Any] | None) -> dict[str, dict[str, A
     for name, params in spec.items():
         if name not in AUGMENTATION_DEFAULTS:
             raise DatasetOptionsError(
-                f"unknown augmentation {name!r}{_did_you_mean(name, AUGMENTATION_DEFAULTS)} "
+                f"unknown augmentation {name!r}{did_you_mean(name, AUGMENTATION_DEFAULTS)} "
                 f"(valid augmentations: {', '.join(AUGMENTATION_DEFAULTS)})"
             )
         params = {} if params is None else params
@@ -151,7 +151,7 @@ def parse_augmentations(spec: Mapping[str, Any] | None) -> dict[str, dict[str, A
             if key not in valid:
                 raise DatasetOptionsError(
                     f"unknown parameter {key!r} of augmentation {name!r}"
-                    f"{_did_you_mean(key, valid)} (valid parameters: {', '.join(valid)})"
+                    f"{did_you_mean(key, valid)} (valid parameters: {', '.join(valid)})"
                 )
         merged = {**valid, **dict(params)}
         parsed[name] = {k: _check_aug_param(name, k, v) for k, v in merged.items()}
@@ -651,7 +651,7 @@ class ClipDatasetOptions:
         for key in data:
             if key not in valid:
                 raise DatasetOptionsError(
-                    f"unknown dataset option {key!r}{_did_you_mean(key, valid)} "
+                    f"unknown dataset option {key!r}{did_you_mean(key, valid)} "
                     f"(valid options: {', '.join(valid)})"
                 )
         return cls(**dict(data))
@@ -659,11 +659,6 @@ class ClipDatasetOptions:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every option (for resolved configs and logs)."""
         return dataclasses.asdict(self)
-
-
-def _did_you_mean(key: Any, valid: Sequence[str] | Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(str(key), list(valid), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _check_int(key: str, value: Any, minimum: int) -> None:
@@ -708,7 +703,7 @@ def _dir_spec(value: Any) -> dict[str, str] | None:
     for key in value:
         if key not in DIR_KEYS:
             raise DatasetOptionsError(
-                f"unknown key 'dir.{key}'{_did_you_mean(key, DIR_KEYS)} "
+                f"unknown key 'dir.{key}'{did_you_mean(key, DIR_KEYS)} "
                 f"(valid keys: {', '.join(DIR_KEYS)})"
             )
     missing = [k for k in DIR_KEYS if not value.get(k)]

@@ -35,7 +35,6 @@ the distances it has to resolve.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import warnings
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline_lib.config.loader import did_you_mean
 from pipeline_lib.tracking.gtr.detections import Detections
 
 EMBEDDING_MODES = ("fixed", "learned", "off")
@@ -380,10 +380,9 @@ def _mapping(path: str, data: Any) -> Mapping[str, Any]:
 def _check_keys(path: str, data: Mapping[str, Any], valid: list[str]) -> None:
     for key in data:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ModelConfigError(
-                f"Unknown key '{path}.{key}'{hint} (valid keys: {', '.join(valid)})"
+                f"Unknown key '{path}.{key}'{did_you_mean(key, valid)} "
+                f"(valid keys: {', '.join(valid)})"
             )
 
 

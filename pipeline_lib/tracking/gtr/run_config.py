@@ -39,7 +39,6 @@ resolved config records the value, so tracking uses what training used.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -49,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from pipeline_lib.config.loader import did_you_mean
 from pipeline_lib.io.atomic import write_yaml_atomic
 from pipeline_lib.tracking.gtr.config import GTRTrackerOptions
 from pipeline_lib.tracking.gtr.data import ClipDatasetOptions
@@ -240,7 +240,7 @@ class OptimizerOptions:
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
             raise RunConfigError(
-                f"optimizer.name must be one of {', '.join(OPTIMIZERS)}{_hint(self.name, OPTIMIZERS)}"
+                f"optimizer.name must be one of {', '.join(OPTIMIZERS)}{did_you_mean(self.name, OPTIMIZERS)}"
                 f"; got {self.name!r}"
             )
         _check_number("optimizer.lr", self.lr, 0.0, open_low=True)
@@ -574,18 +574,13 @@ def _check_key(path: str, key: Any, valid: Any, refused_group: str, value: Any) 
             "Remove it (or set it to null)"
         )
     raise RunConfigError(
-        f"Unknown key '{full}'{_hint(key, valid)} (valid keys: {', '.join(map(str, valid))})"
+        f"Unknown key '{full}'{did_you_mean(key, valid)} (valid keys: {', '.join(map(str, valid))})"
     )
 
 
 # ----------------------------------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def _hint(key: Any, valid: Any) -> str:
-    close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _absolute(value: Any, base: Path) -> Any:
