@@ -21,7 +21,6 @@ start-up, ours is the ``track`` call alone, so frames/s of the two are not compa
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -32,15 +31,16 @@ from pathlib import Path
 import sleap_io as sio
 import yaml
 
-from pipeline_lib.evaluation.tracking_metrics import evaluate_tracking
 from pipeline_lib.tracking.classical import track_labels
 from pipeline_lib.tracking.gt_detections import (
     as_untracked_predictions,
-    count_switches,
     load_subsampled,
     tracked_only,
 )
 from pipeline_lib.tracking.options import TrackerOptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracker_stress import score_tracking  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FLIES = Path(os.environ.get("PIPELINE_SHARED_DIR", PROJECT_ROOT.parent / "shared")) / (
@@ -77,7 +77,6 @@ def train_gtr(train_name: str, step: int, args, out: Path) -> tuple[Path, float]
         return run_dir, float("nan")
     labels = training_labels(train_name, step, out)
     config = workflow_tracker_config(args.train_config, [labels])
-    config = copy.deepcopy(config)
     config.setdefault("trainer", {})
     if args.train_steps:
         config["trainer"]["max_steps"] = args.train_steps
@@ -87,13 +86,8 @@ def train_gtr(train_name: str, step: int, args, out: Path) -> tuple[Path, float]
 
 
 def score(gt: sio.Labels, tracked: sio.Labels, seconds: float, n_frames: int) -> dict:
-    metrics = evaluate_tracking(gt, tracked, match="exact")
     return {
-        "switches": count_switches(gt, tracked),
-        "mot_switches": int(metrics["id_switches"]),
-        "mota": float(metrics["mota"]),
-        "idf1": float(metrics["idf1"]),
-        "hota": float(metrics["hota"]),
+        **score_tracking(gt, tracked),
         "fps": n_frames / seconds if seconds > 0 else float("nan"),
     }
 

@@ -23,7 +23,7 @@ import torch
 from pipeline_lib import __version__
 from pipeline_lib.inference.frames import parse_frame_selection
 from pipeline_lib.inference.options import InferenceOptions
-from pipeline_lib.inference.predictors import make_predictor
+from pipeline_lib.inference.predictors import FrameInstances, make_predictor, to_labeled_frame
 from pipeline_lib.io.labels import is_embedded_video, load_labels, save_labels
 from pipeline_lib.io.progress import Progress
 from pipeline_lib.io.slp_stream import PredictionsWriter
@@ -182,30 +182,17 @@ class _LabelsInMemory:
         track_indices=None,
         tracking_scores=None,
     ) -> None:
-        instances = []
-        for i in range(len(points)):
-            track = None
-            if track_indices is not None and track_indices[i] is not None:
-                track = self.tracks[track_indices[i]]
-            instances.append(
-                sio.PredictedInstance.from_numpy(
-                    points[i],
-                    skeleton=self.skeleton,
-                    point_scores=point_scores[i],
-                    score=float(instance_scores[i]),
-                    track=track,
-                    tracking_score=None
-                    if track is None or tracking_scores is None
-                    else float(tracking_scores[i]),
-                )
-            )
-        self.frames.append(
-            sio.LabeledFrame(
-                video=self.videos[video_index], frame_idx=int(frame_idx), instances=instances
-            )
+        names = None
+        if track_indices is not None:
+            names = [None if t is None else self.tracks[t].name for t in track_indices]
+        pred = FrameInstances(
+            points, point_scores, instance_scores, tracks=names, track_scores=tracking_scores
         )
+        by_name = {t.name: t for t in self.tracks}
+        lf = to_labeled_frame(pred, self.videos[video_index], frame_idx, self.skeleton, by_name)
+        self.frames.append(lf)
+        self.n_instances += len(lf.instances)
         self.n_frames += 1
-        self.n_instances += len(instances)
 
     def close(self, provenance_update: dict | None = None) -> None:
         labels = sio.Labels(

@@ -84,14 +84,7 @@ class ClassicalTracker:
         frames_out: list[sio.LabeledFrame] = []
         for frames in _frames_by_video(labels):
             frames_out.extend(self._track_video(frames, namer, opts))
-        return sio.Labels(
-            labeled_frames=frames_out,
-            videos=list(labels.videos),
-            skeletons=list(labels.skeletons),
-            tracks=user_tracks + namer.tracks,
-            suggestions=list(labels.suggestions),
-            provenance=dict(labels.provenance),
-        )
+        return _labels_with_frames(labels, frames_out, user_tracks + namer.tracks)
 
     def _track_video(
         self, frames: list[sio.LabeledFrame], namer: _TrackNamer, opts: TrackerOptions
@@ -306,6 +299,20 @@ def centroid_similarity(a: np.ndarray, b: np.ndarray, min_area: float = 1.0) -> 
 
 def _visible(poses: np.ndarray) -> np.ndarray:
     return ~np.isnan(poses).any(axis=-1)
+
+
+def _labels_with_frames(
+    labels: sio.Labels, frames: list[sio.LabeledFrame], tracks: list[sio.Track]
+) -> sio.Labels:
+    """New labels holding ``frames`` and ``tracks``, with everything else of ``labels``."""
+    return sio.Labels(
+        labeled_frames=frames,
+        videos=list(labels.videos),
+        skeletons=list(labels.skeletons),
+        tracks=tracks,
+        suggestions=list(labels.suggestions),
+        provenance=dict(labels.provenance),
+    )
 
 
 def _boxes(poses: np.ndarray) -> np.ndarray:

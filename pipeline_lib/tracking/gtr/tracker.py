@@ -63,6 +63,7 @@ from pipeline_lib.tracking.classical import (
     _copy_predicted,
     _copy_user_instance,
     _frames_by_video,
+    _labels_with_frames,
     _score,
     _TrackNamer,
     _user_tracks,
@@ -194,14 +195,7 @@ class GTRTracker:
         finally:
             if was_training is True and callable(getattr(self.model, "train", None)):
                 self.model.train()
-        return sio.Labels(
-            labeled_frames=frames_out,
-            videos=list(labels.videos),
-            skeletons=list(labels.skeletons),
-            tracks=user_tracks + namer.tracks,
-            suggestions=list(labels.suggestions),
-            provenance=dict(labels.provenance),
-        )
+        return _labels_with_frames(labels, frames_out, user_tracks + namer.tracks)
 
     def _track_video(
         self, frames: list[sio.LabeledFrame], namer: _TrackNamer
