@@ -46,21 +46,29 @@ class EpochLogWriter(L.Callback):
             trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         )
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    #: The file's columns, in order; a subclass with other metrics sets its own.
+    columns: tuple[str, ...] = LOG_COLUMNS
+
+    def epoch_metrics(self, trainer: L.Trainer) -> dict:
+        """This epoch's metric columns (everything but epoch, step, learning rate, time)."""
         metrics = trainer.callback_metrics
-        lr = self._epoch_lr
+        return {
+            "train_loss": _num(metrics.get("train_loss")),
+            "val_loss": _num(metrics.get("val_loss")),
+        }
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.append(
             {
                 "epoch": trainer.current_epoch,
                 "step": trainer.global_step,
-                "train_loss": _num(metrics.get("train_loss")),
-                "val_loss": _num(metrics.get("val_loss")),
-                "learning_rate": lr,
+                **self.epoch_metrics(trainer),
+                "learning_rate": self._epoch_lr,
                 "elapsed_s": round(self._offset + time.time() - self._start, 3),
             }
         )
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text_atomic(self.path, buf.getvalue())

@@ -55,7 +55,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import os
@@ -75,7 +74,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from pipeline_lib.data.cache import file_sha256
 from pipeline_lib.devices import resolve_precision
-from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from pipeline_lib.io.atomic import atomic_path, write_json_atomic
 from pipeline_lib.tracking.gtr.data import ClipDataset, ClipDatasetOptions, collate
 from pipeline_lib.tracking.gtr.detections import Detections
 from pipeline_lib.tracking.gtr.loss import association_accuracy, association_loss
@@ -350,26 +349,17 @@ def _loader(dataset: ClipDataset, options: Any, seed: int) -> DataLoader:
 class GTREpochLog(EpochLogWriter):
     """``training_log.csv`` with association accuracy beside the losses (see LOG_COLUMNS)."""
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    columns = LOG_COLUMNS
+
+    def epoch_metrics(self, trainer: L.Trainer) -> dict:
         metrics = trainer.callback_metrics
         val_ran = trainer.val_dataloaders is not None and _val_ran(trainer)
-        self.rows.append(
-            {
-                "epoch": trainer.current_epoch,
-                "step": trainer.global_step,
-                "train_loss": _num(metrics.get("train_loss")),
-                "train_accuracy": _num(metrics.get("train_accuracy")),
-                "val_loss": _num(metrics.get("val_loss")) if val_ran else float("nan"),
-                "val_accuracy": _num(metrics.get("val_accuracy")) if val_ran else float("nan"),
-                "learning_rate": self._epoch_lr,
-                "elapsed_s": round(self._offset + time.time() - self._start, 3),
-            }
-        )
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text_atomic(self.path, buf.getvalue())
+        return {
+            "train_loss": _num(metrics.get("train_loss")),
+            "train_accuracy": _num(metrics.get("train_accuracy")),
+            "val_loss": _num(metrics.get("val_loss")) if val_ran else float("nan"),
+            "val_accuracy": _num(metrics.get("val_accuracy")) if val_ran else float("nan"),
+        }
 
 
 def _val_ran(trainer: L.Trainer) -> bool:
