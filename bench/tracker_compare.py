@@ -58,13 +58,21 @@ def with_video(labels: sio.Labels, name: str) -> sio.Labels:
     return labels
 
 
-def training_labels(name: str, step: int, out: Path) -> Path:
-    """The tracked ground truth of ``name`` at ``step``, saved for the trainer."""
-    path = out / f"train-{name}-s{step}.slp"
-    if not path.exists():
-        labels = with_video(tracked_only(load_subsampled(FLIES / f"{name}.slp", step)), name)
-        sio.save_slp(labels, str(path), embed=False)
-    return path
+def training_labels(name: str, step: int, out: Path) -> list[Path]:
+    """The tracked ground truth of ``name`` at ``step``, one file per phase, for the trainer.
+
+    Phase ``p`` keeps frames ``p, p + step, ...``: every labelled frame is used once, and each
+    clip still advances ``step`` frames at a time, as the tracker will.
+    """
+    paths = []
+    for phase in range(step):
+        path = out / f"train-{name}-s{step}-p{phase}.slp"
+        if not path.exists():
+            subsampled = load_subsampled(FLIES / f"{name}.slp", step, offset=phase)
+            labels = with_video(tracked_only(subsampled), name)
+            sio.save_slp(labels, str(path), embed=False)
+        paths.append(path)
+    return paths
 
 
 def train_gtr(train_name: str, step: int, args, out: Path) -> tuple[Path, float]:
@@ -75,8 +83,7 @@ def train_gtr(train_name: str, step: int, args, out: Path) -> tuple[Path, float]
     run_dir = out / f"gtr-{train_name}-s{step}"
     if (run_dir / "best.ckpt").exists():
         return run_dir, float("nan")
-    labels = training_labels(train_name, step, out)
-    config = workflow_tracker_config(args.train_config, [labels])
+    config = workflow_tracker_config(args.train_config, training_labels(train_name, step, out))
     config.setdefault("trainer", {})
     if args.train_steps:
         config["trainer"]["max_steps"] = args.train_steps

@@ -16,6 +16,8 @@ from pipeline_lib.tracking.gtr.detections import Detections
 from pipeline_lib.tracking.gtr.loss import association_accuracy, association_loss, track_logits
 from pipeline_lib.tracking.gtr.model import (
     BoxEmbedding,
+    GeometryBias,
+    GeometryBiasConfig,
     GlobalTrackingTransformer,
     GTRModelConfig,
     HingeMLPEmbedding,
@@ -324,6 +326,81 @@ def test_logits_depend_on_relative_time_not_on_absolute_frame():
     later_q = copy.deepcopy(query)
     later_q.frames += 3  # a gap before the query frame: a different situation
     assert not torch.allclose(model(window, query), model(window, later_q), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Relative geometry
+# ----------------------------------------------------------------------------------------------
+
+
+def moved(dets: Detections, transform) -> Detections:
+    """``dets`` with every box corner and anchor passed through ``transform`` ((N, 2) -> (N, 2));
+    boxes are re-taken as the extent of the transformed corners."""
+    out = copy.deepcopy(dets)
+    b = dets.boxes
+    corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], dim=1)
+    moved_corners = transform(corners.reshape(-1, 2)).reshape(-1, 4, 2)
+    out.boxes = torch.cat([moved_corners.amin(dim=1), moved_corners.amax(dim=1)], dim=1)
+    out.centroids = transform(dets.centroids)
+    return out
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda p: p + torch.tensor([300.0, -150.0]),  # another place in another arena
+        lambda p: torch.stack([1024 - p[:, 1], p[:, 0]], dim=1),  # a quarter turn
+        lambda p: torch.stack([1024 - p[:, 0], p[:, 1]], dim=1),  # a mirror image
+        lambda p: p * 0.5,  # a camera twice as far away
+    ],
+    ids=["translate", "rotate", "mirror", "scale"],
+)
+def test_geometry_features_do_not_change_when_the_scene_moves(transform):
+    window, query = two_track_window(seed=3)
+    bias = GeometryBias(GeometryBiasConfig(), max_window=32)
+    before = bias.features(window, query)
+    after = bias.features(moved(window, transform), moved(query, transform))
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_geometry_sees_each_tracks_motion():
+    """A query where a window track's motion carries it is near in predicted distance even
+    when it is far in plain distance; without the previous detection there is no prediction."""
+    centres = [[100.0, 100.0], [140.0, 100.0]]  # one animal moving 40 px/frame along x
+    window = make_dets(square_boxes(centres, size=20.0), [0, 1], [5, 5])
+    query = make_dets(square_boxes([[180.0, 100.0]], size=20.0), [2])
+    feats = GeometryBias(GeometryBiasConfig(), max_window=32).features(window, query)[0]
+    distance, predicted, moving = feats[:, 0], feats[:, 1], feats[:, 2]
+    assert predicted[1] == pytest.approx(0.0, abs=1e-6) and distance[1] > 0.5
+    assert moving.tolist() == [0.0, 1.0]
+    assert predicted[0] == distance[0]  # first detection of the track: plain distance
+    unknown = copy.deepcopy(window)
+    unknown.track_ids[:] = -1  # an unknown track has no motion
+    feats = GeometryBias(GeometryBiasConfig(), max_window=32).features(unknown, query)[0]
+    assert feats[:, 2].tolist() == [0.0, 0.0] and torch.equal(feats[:, 1], feats[:, 0])
+
+
+def test_geometry_bias_starts_at_zero_and_missing_boxes_give_finite_logits():
+    window, query = two_track_window()
+    on = small_model()
+    assert torch.equal(on.geometry_bias(window, query), torch.zeros(2, 8))
+    window.boxes[0] = float("nan")
+    window.centroids[0] = float("nan")
+    assert torch.isfinite(on.geometry_bias.features(window, query)).all()
+
+
+def test_geometry_bias_config_switch_and_errors():
+    assert GTRModelConfig.from_dict({}).geometry_bias == GeometryBiasConfig()
+    assert GTRModelConfig.from_dict({"geometry_bias": None}).geometry_bias is None
+    assert GTRModelConfig.from_dict({"geometry_bias": False}).geometry_bias is None
+    assert GTRModelConfig.from_dict({"geometry_bias": True}).geometry_bias == GeometryBiasConfig()
+    cfg = GTRModelConfig.from_dict({"geometry_bias": {"hidden_dims": 8, "num_layers": 1}})
+    assert GTRModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert small_model(geometry_bias=None).geometry_bias is None
+    with pytest.raises(ModelConfigError, match=r"model\.geometry_bias\.hiden_dims.*hidden_dims"):
+        GTRModelConfig.from_dict({"geometry_bias": {"hiden_dims": 8}})
+    with pytest.raises(ModelConfigError, match=r"model\.geometry_bias\.num_layers must be >= 1"):
+        GTRModelConfig.from_dict({"geometry_bias": {"num_layers": 0}})
 
 
 def test_use_vis_feats_false_ignores_crops_and_true_reads_them():

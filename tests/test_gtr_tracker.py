@@ -44,6 +44,18 @@ def _key(frame_idx: int, points: np.ndarray) -> tuple:
     return (int(frame_idx), *np.round(np.nan_to_num(points, nan=-1e6), 3).ravel().tolist())
 
 
+# True track of every detection gt_featurize made, by (frame, anchor position): the oracle's
+# view of the truth of window instances, whose track_ids the tracker replaces with its own.
+TRUTH_AT: dict[tuple, int] = {}
+
+
+def _position_keys(dets: Detections) -> list[tuple]:
+    return [
+        (int(f), *np.round(c, 3).tolist())
+        for f, c in zip(dets.frames.tolist(), dets.centroids.numpy(), strict=True)
+    ]
+
+
 def gt_featurize(gt: sio.Labels, image_hw: tuple[int, int]):
     """A featurize that knows each instance's true track (for oracle models).
 
@@ -58,6 +70,7 @@ def gt_featurize(gt: sio.Labels, image_hw: tuple[int, int]):
         if inst.track is not None
     }
     images: list[np.ndarray | None] = []
+    TRUTH_AT.clear()
 
     def featurize(lf: sio.LabeledFrame, image: np.ndarray | None) -> Detections:
         images.append(image)
@@ -73,7 +86,7 @@ def gt_featurize(gt: sio.Labels, image_hw: tuple[int, int]):
                 crops[k, 0, : patch.shape[0], : patch.shape[1]] = patch / 255.0
         ids = [truth.get(_key(lf.frame_idx, p), -1) for p in pts]
         hw = image.shape[:2] if image is not None else image_hw
-        return Detections(
+        dets = Detections(
             crops=torch.from_numpy(crops),
             boxes=torch.tensor(boxes, dtype=torch.float32),
             centroids=torch.tensor(centroids, dtype=torch.float32),
@@ -82,6 +95,8 @@ def gt_featurize(gt: sio.Labels, image_hw: tuple[int, int]):
             scores=torch.ones(n),
             image_hw=(int(hw[0]), int(hw[1])),
         )
+        TRUTH_AT.update(zip(_position_keys(dets), ids, strict=True))
+        return dets
 
     featurize.images = images  # type: ignore[attr-defined]
     return featurize
@@ -91,6 +106,9 @@ class OracleModel:
     """Logit ``same`` for window instances of the query's true track, ``other`` otherwise.
 
     ``OracleModel(same=0, other=2)`` is a model that prefers the wrong animal.
+
+    The window's ``track_ids`` are the tracker's own assignments, so the truth of every
+    instance is looked up where gt_featurize recorded it.
     """
 
     def __init__(self, same: float = 10.0, other: float = -10.0) -> None:
@@ -99,7 +117,9 @@ class OracleModel:
 
     def associate(self, window: Detections, query: Detections, use_vis_feats: bool = True):
         self.flags.append(use_vis_feats)
-        same = query.track_ids[:, None] == window.track_ids[None, :]
+        window_truth = torch.tensor([TRUTH_AT.get(k, -2) for k in _position_keys(window)])
+        query_truth = torch.tensor([TRUTH_AT.get(k, -3) for k in _position_keys(query)])
+        same = query_truth[:, None] == window_truth[None, :]
         return torch.where(same, torch.tensor(self.same), torch.tensor(self.other))
 
 
@@ -244,6 +264,36 @@ def test_tracker_follows_a_model_that_prefers_the_wrong_fly(shared_data: Path) -
     # identities: 2 switches per frame.
     assert count_switches(gt, tracked) == 2 * (len(gt.labeled_frames) - 1)
     assert len(track_names(tracked)) == 2
+
+
+def test_window_track_ids_are_the_trackers_own_assignments(shared_data: Path) -> None:
+    """The model reads each window instance's track (its motion) from the tracker's output so
+    far, never from ids the input detections happened to carry."""
+    seen: list[tuple[tuple, int]] = []
+
+    class Recording(OracleModel):
+        def associate(self, window, query, use_vis_feats=True):
+            seen.extend(zip(_position_keys(window), window.track_ids.tolist(), strict=True))
+            return super().associate(window, query, use_vis_feats)
+
+    gt = fly_gt(shared_data, "three_flies.slp", 8)
+    featurize = gt_featurize(gt, (1024, 1024))
+
+    def featurize_with_other_ids(lf, image):
+        dets = featurize(lf, image)
+        dets.track_ids = dets.track_ids + 100
+        return dets
+
+    tracked = GTRTracker(Recording(), {"use_vis_feats": False}, featurize_with_other_ids).track(
+        as_untracked_predictions(gt, seed=1)
+    )
+    output_track = {}
+    for lf in tracked.labeled_frames:
+        dets = featurize(lf, None)
+        names = [int(i.track.name.removeprefix("track_")) for i in lf.instances]
+        output_track.update(zip(_position_keys(dets), names, strict=True))
+    assert seen and all(output_track[key] == track for key, track in seen)
+    assert count_switches(gt, tracked) == 0
 
 
 def test_visual_features_decode_the_real_video_only_when_used(shared_data: Path) -> None:

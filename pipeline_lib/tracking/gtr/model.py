@@ -4,7 +4,12 @@ Every detection becomes one token: what it looks like (a visual encoder over its
 is (its box, normalised per axis by the frame size) and when it is (its frame relative to the
 window). A transformer encoder mixes the tokens of the whole window plus the current frame; a
 decoder lets the current frame's detections (the queries) attend to that memory; and the
-association head scores every query against every window detection by a scaled dot product.
+association head scores every query against every window detection by a scaled dot product,
+plus a learned term of the two boxes' relative geometry (distance over animal size, distance
+to where the track's motion leads, IoU, frame gap, size ratio; :class:`GeometryBias`). That
+term is our addition to DREEM's network: it is what lets a model trained on one lab's videos
+keep identities on another video, where absolute positions mean nothing
+(``model.geometry_bias: null`` removes it).
 Training turns those scores into a loss over tracks (``loss.py``); the tracker turns them into
 trajectory scores (``tracker.py``).
 
@@ -203,6 +208,26 @@ class EmbeddingMeta:
 
 
 @dataclass(frozen=True)
+class GeometryBiasConfig:
+    """``model.geometry_bias``: a learned score of how two boxes lie relative to each other.
+
+    Not a DREEM key: our addition (see :class:`GeometryBias` for why). ``null`` or ``false``
+    turns it off, which gives DREEM's network.
+
+    Attributes:
+        hidden_dims: width of the MLP's hidden layers.
+        num_layers: number of hidden layers.
+    """
+
+    hidden_dims: int = 32
+    num_layers: int = 2
+
+    def __post_init__(self) -> None:
+        _check_int("model.geometry_bias.hidden_dims", self.hidden_dims, 1)
+        _check_int("model.geometry_bias.num_layers", self.num_layers, 1)
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
     """``model.encoder_cfg``: the visual encoder of the crops.
 
@@ -253,6 +278,8 @@ class GTRModelConfig:
             decoder; off, each query only attends to itself there (cross-attention is unchanged).
         encoder_cfg: the visual encoder.
         embedding_meta: the position and time embeddings.
+        geometry_bias: the relative-geometry term added to every association logit, or None
+            (off). Our addition, not a DREEM key; on by default.
     """
 
     d_model: int = 128
@@ -268,6 +295,7 @@ class GTRModelConfig:
     decoder_self_attn: bool = False
     encoder_cfg: EncoderConfig = field(default_factory=EncoderConfig)
     embedding_meta: EmbeddingMeta = field(default_factory=EmbeddingMeta)
+    geometry_bias: GeometryBiasConfig | None = field(default_factory=GeometryBiasConfig)
 
     def __post_init__(self) -> None:
         _check_int("model.d_model", self.d_model, 1)
@@ -321,6 +349,9 @@ class GTRModelConfig:
         kwargs = {k: v for k, v in data.items() if k in valid and v is not None}
         kwargs.pop("encoder_cfg", None)
         kwargs.pop("embedding_meta", None)
+        kwargs.pop("geometry_bias", None)
+        if "geometry_bias" in data:
+            kwargs["geometry_bias"] = _geometry_bias_from_dict(data["geometry_bias"])
         if data.get("encoder_cfg") is not None:
             kwargs["encoder_cfg"] = _encoder_from_dict(data["encoder_cfg"])
         if "embedding_meta" in data:
@@ -337,6 +368,18 @@ def _encoder_from_dict(data: Any) -> EncoderConfig:
     data = _mapping(path, data)
     _check_keys(path, data, [f.name for f in dataclasses.fields(EncoderConfig)])
     return EncoderConfig(**{k: v for k, v in data.items() if v is not None})
+
+
+def _geometry_bias_from_dict(data: Any) -> GeometryBiasConfig | None:
+    """``model.geometry_bias``: null or false turns it off, true or a mapping turns it on."""
+    path = "model.geometry_bias"
+    if data is None or data is False:
+        return None
+    if data is True:
+        return GeometryBiasConfig()
+    data = _mapping(path, data)
+    _check_keys(path, data, [f.name for f in dataclasses.fields(GeometryBiasConfig)])
+    return GeometryBiasConfig(**{k: v for k, v in data.items() if v is not None})
 
 
 def _embedding_meta_from_dict(data: Any) -> EmbeddingMeta:
@@ -669,6 +712,92 @@ class TimeEmbedding(nn.Module):
         return self.embed(times[:, None])[:, 0]
 
 
+class GeometryBias(nn.Module):
+    """(n_query, n_window) logits from how each query box lies relative to each window box.
+
+    Why: the transformer sees absolute positions, and from the few videos a lab proofreads it
+    learns where *those* animals walked; on another video (another arena, other animals) those
+    positions mean nothing and it swaps identities that a nearest-neighbour rule keeps apart.
+    Motion between frames, relative to an animal's size, carries over between videos. So each
+    (query, window) pair gets features that do not change when the whole scene is moved,
+    rotated, mirrored or scaled, and a small MLP turns them into a logit added to the
+    transformer's:
+
+    * centre distance over the animals' size (the root of the mean box area of the two),
+      as ``log(1 + d)``;
+    * the same distance to where the window detection's track would be at the query's frame,
+      moving on at the velocity of its previous detection in the window (same ``track_ids``:
+      ground truth in training, the tracker's assignments when tracking), and whether such a
+      previous detection exists (if not, the plain distance is repeated);
+    * the IoU of the two boxes;
+    * the frame gap over ``max_window`` (the time embedding's scale);
+    * the log ratio of the two box areas.
+
+    The last layer starts at zero, so a fresh network starts as the plain transformer and
+    learns how much to trust geometry. Non-finite features (missing boxes) become zero.
+    """
+
+    N_FEATURES = 6
+
+    def __init__(self, cfg: GeometryBiasConfig, max_window: int):
+        super().__init__()
+        self.max_window = float(max_window)
+        self.mlp = _mlp(self.N_FEATURES, cfg.hidden_dims, 1, cfg.num_layers, 0.0)
+        last = self.mlp[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def features(self, window: Detections, query: Detections) -> torch.Tensor:
+        """(n_query, n_window, 6) the pair features described in the class docstring."""
+        from torchvision.ops import box_iou  # torchvision's own, imported when first needed
+
+        qb, wb = query.boxes.float(), window.boxes.float()
+        q_area = (qb[:, 2] - qb[:, 0]) * (qb[:, 3] - qb[:, 1])
+        w_area = (wb[:, 2] - wb[:, 0]) * (wb[:, 3] - wb[:, 1])
+        size = (0.5 * (q_area[:, None] + w_area[None, :])).clamp_min(1.0).sqrt()
+        qc, wc = query.centroids.float(), window.centroids.float()
+        distance = (qc[:, None, :] - wc[None, :, :]).norm(dim=-1) / size
+        frame_gap = (query.frames[:, None] - window.frames[None, :]).float()
+        velocity, moving = _track_velocities(window)
+        predicted = wc[None, :, :] + velocity[None, :, :] * frame_gap[..., None]
+        predicted_distance = (qc[:, None, :] - predicted).norm(dim=-1) / size
+        predicted_distance = torch.where(moving[None, :], predicted_distance, distance)
+        iou = box_iou(qb.nan_to_num(0.0), wb.nan_to_num(0.0)).nan_to_num(0.0)
+        ratio = (q_area[:, None].clamp_min(1.0) / w_area[None, :].clamp_min(1.0)).log()
+        feats = torch.stack(
+            [
+                distance.log1p(),
+                predicted_distance.log1p(),
+                moving[None, :].expand_as(distance).float(),
+                iou,
+                frame_gap / self.max_window,
+                ratio,
+            ],
+            dim=-1,
+        )
+        return torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))
+
+    def forward(self, window: Detections, query: Detections) -> torch.Tensor:
+        return self.mlp(self.features(window, query))[..., 0]
+
+
+def _track_velocities(window: Detections) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window detection: (n, 2) velocity in px/frame from the latest earlier detection of
+    its track in the window, and (n,) whether it has one (unknown track -1 never does)."""
+    frames = window.frames
+    ids = window.track_ids
+    earlier = (
+        (ids[:, None] == ids[None, :]) & (ids[:, None] >= 0) & (frames[None, :] < frames[:, None])
+    )
+    latest = torch.where(earlier, frames[None, :], frames.new_full((), -1)).argmax(dim=1)
+    moving = earlier.any(dim=1)
+    c = window.centroids.float()
+    gap = (frames - frames[latest]).clamp_min(1).float()
+    velocity = (c - c[latest]) / gap[:, None]
+    velocity = torch.where(moving[:, None] & torch.isfinite(velocity), velocity, 0.0)
+    return velocity, moving & torch.isfinite(velocity).all(dim=1)
+
+
 # ----------------------------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------------------------
@@ -712,6 +841,10 @@ class GlobalTrackingTransformer(nn.Module):
         n_hidden = cfg.num_layers_attn_head - 1
         self.query_proj = _mlp(d, d, d, n_hidden, cfg.dropout_attn_head)
         self.key_proj = _mlp(d, d, d, n_hidden, cfg.dropout_attn_head)
+        self.geometry_bias: GeometryBias | None = None
+        if cfg.geometry_bias is not None:
+            max_window = cfg.embedding_meta.temp.max_window
+            self.geometry_bias = GeometryBias(cfg.geometry_bias, max_window)
         self.no_match_logit = nn.Parameter(torch.zeros(()))
 
     @classmethod
@@ -761,7 +894,10 @@ class GlobalTrackingTransformer(nn.Module):
         decoded = self.decoder(memory[:, n_window:], memory, tgt_mask=tgt_mask)[0]
         queries = self.query_proj(decoded)
         keys = self.key_proj(memory[0, :n_window])
-        return queries @ keys.T / math.sqrt(self.config.d_model)
+        logits = queries @ keys.T / math.sqrt(self.config.d_model)
+        if self.geometry_bias is not None:
+            logits = logits + self.geometry_bias(window, query).to(logits.dtype)
+        return logits
 
     def associate(
         self, window: Detections, query: Detections, use_vis_feats: bool = True

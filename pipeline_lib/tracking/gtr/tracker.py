@@ -429,11 +429,15 @@ def _window(live: list[_Track]) -> tuple[Detections, np.ndarray, np.ndarray]:
             entry[2].append(col)
     groups = sorted(rows_of.values(), key=lambda g: g[0].frame_idx)
     parts = [record.detections.select(torch.tensor(rows)) for record, rows, _ in groups]
-    col_track = np.concatenate([np.asarray(cols, dtype=np.int64) for _, _, cols in groups])
     col_time = np.concatenate(
         [np.full(len(rows), record.frame_idx, dtype=np.int64) for record, rows, _ in groups]
     )
-    return Detections.concat(parts), col_track, col_time
+    window = Detections.concat(parts)
+    # The window's track ids are the tracker's own assignments (positions in ``live``): the
+    # model reads them as it read ground-truth ids in training (motion of each track).
+    col_track = np.concatenate([np.asarray(cols, dtype=np.int64) for _, _, cols in groups])
+    window.track_ids = torch.as_tensor(col_track, device=window.frames.device)
+    return window, col_track, col_time
 
 
 def _model_no_match_logit(model: Any) -> float:
