@@ -8,13 +8,14 @@ Test inputs are the ground-truth poses of ``three_flies`` and ``two_flies_noisy_
 
 The transformer is trained on the *other* fly file, never on the file it is scored on:
 ``two_flies`` for ``three_flies``, ``three_flies`` for ``two_flies_noisy_detections`` (whose
-frames are those of ``two_flies``). It is trained on the same frame step it tracks at.
+frames are those of ``two_flies``). It is trained on the same frame step it tracks at, on every
+phase of it (frames 0, 4, 8, ... and 1, 5, 9, ... at step 4), so each step gives it every frame.
 
 sleap-nn runs ``sleap-nn track --tracking`` on the same untracked file with its defaults
 (``--peer-python``, its own venv from ``bench/peer_venv.sh``); its tracking time includes its
 start-up, ours is the ``track`` call alone, so frames/s of the two are not comparable as such.
 
-    .venv/bin/python bench/tracker_compare.py --steps 1 4 --train-config config/tracking/demo_gtr.yaml \\
+    .venv/bin/python bench/tracker_compare.py --steps 1 4 8 --train-config bench/configs/gtr_flies.yaml \\
         --peer-python bench/.peer-venv/bin/python --out-dir results/bench/tracker_compare
 """
 

@@ -17,6 +17,8 @@ import pytest
 import sleap_io as sio
 import yaml
 
+from pipeline_lib.tracking.gt_detections import as_untracked_predictions
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -111,6 +113,51 @@ def test_changed_training_parameter_reruns_only_that_model_and_dependents(
             assert upstream not in joined
     finally:
         cfg_path.write_text(original)
+
+
+def test_switching_to_the_tracking_transformer_trains_it_and_retracks_only(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """tracking.method: gtr on a finished run: rule train_tracker trains a (tiny, positions-only)
+    transformer on the demo labels and every video is tracked again with it; the pose models
+    and predictions are reused."""
+    work = tmp_path / "wf"
+    shutil.copytree(finished_run, work, symlinks=True)
+    gtr = yaml.safe_load((ROOT / "config/tracking/demo_gtr.yaml").read_text())
+    gtr["model"].update({"d_model": 32, "nhead": 2, "dim_feedforward": 64})
+    gtr["trainer"].update({"max_epochs": 2, "limit_train_batches": 2})
+    gtr["tracker"]["use_vis_feats"] = False
+    (work / "config/tracking").mkdir(parents=True)
+    (work / "config/tracking/tiny_gtr.yaml").write_text(yaml.safe_dump(gtr, sort_keys=False))
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    config["tracking"]["method"] = "gtr"
+    config["tracking"]["gtr"] = {"config": "config/tracking/tiny_gtr.yaml"}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # The shrunk pose models find few animals; give the trackers the true poses, untracked,
+    # as predictions (rewriting an output does not rerun the rule that made it).
+    for vid in ("demo_0", "demo_1"):
+        truth = sio.load_slp(str(work / f"results/demo/ground_truth/{vid}.slp"), open_videos=False)
+        untracked = as_untracked_predictions(truth, seed=0)
+        sio.save_slp(untracked, str(work / f"results/predictions/{vid}.predictions.slp"))
+
+    run = _snakemake(work)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    ran = {
+        ln.split()[1].rstrip(":")
+        for ln in out.splitlines()
+        if ln.startswith(("rule ", "localrule "))
+    }
+    assert {"train_tracker", "track_video"} <= ran
+    assert not ran & {"train_model", "predict_video", "cache_images", "split_labels"}
+    assert (work / "results/tracker/gtr/best.ckpt").exists()
+    for vid in ("demo_0", "demo_1"):
+        truth = sio.load_slp(str(work / f"results/demo/ground_truth/{vid}.slp"), open_videos=False)
+        labels = sio.load_slp(str(work / f"results/tracks/{vid}.tracked.slp"), open_videos=False)
+        assert len(labels.labeled_frames) == len(truth.labeled_frames)
+        assert all(i.track is not None for lf in labels.labeled_frames for i in lf.instances)
+        metrics = json.loads((work / f"results/tracks/{vid}.tracking_metrics.json").read_text())
+        assert metrics["mota"] > 0.5  # every true pose is there; identities from a tiny model
 
 
 def test_bad_config_fails_before_any_work(tmp_path: Path) -> None:
