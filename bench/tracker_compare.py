@@ -76,20 +76,37 @@ def training_labels(name: str, step: int, out: Path) -> list[Path]:
     return paths
 
 
-def train_gtr(train_name: str, step: int, args, out: Path) -> tuple[Path, float]:
-    """Train (once) the transformer on ``train_name`` at ``step``; its run dir and seconds."""
+def merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied section by section (nested mappings merged)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def train_gtr(
+    train_name: str, step: int, args, out: Path, variant: str = "", overrides: dict | None = None
+) -> tuple[Path, float]:
+    """Train (once) the transformer on ``train_name`` at ``step``; its run dir and seconds.
+
+    ``variant`` names a config variant (``overrides`` merged into the training config)."""
     from pipeline_lib.tracking.gtr.stage import workflow_tracker_config
     from pipeline_lib.tracking.gtr.training import train_tracker
 
-    run_dir = out / f"gtr-{train_name}-s{step}"
+    tag = "".join(c if c.isalnum() else "_" for c in variant)
+    run_dir = out / f"gtr{'-' + tag if tag else ''}-{train_name}-s{step}"
     if (run_dir / "best.ckpt").exists():
         return run_dir, float("nan")
     config = workflow_tracker_config(args.train_config, training_labels(train_name, step, out))
+    config = merged(config, overrides or {})
     config.setdefault("trainer", {})
     if args.train_steps:
         config["trainer"]["max_steps"] = args.train_steps
     started = time.perf_counter()
-    train_tracker(config, run_dir, threads=1, seed=0)
+    train_tracker(config, run_dir, threads=args.threads, seed=0)
     return run_dir, time.perf_counter() - started
 
 
@@ -118,12 +135,26 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, help="override trainer.max_steps")
     ap.add_argument("--seed", type=int, default=0, help="seed of the within-frame shuffle")
     ap.add_argument("--peer-python", help="python of the sleap-nn 0.3.5 venv (omit to skip)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=YAML",
+        help="also train and score a transformer whose training config has these overrides, "
+        "e.g. 'no geometry={model: {geometry_bias: null}}' (repeatable)",
+    )
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
     ap.add_argument("--out-dir", type=Path, required=True)
     args = ap.parse_args()
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
 
     from pipeline_lib.tracking.track import build_tracker
+
+    variants = {}
+    for spec in args.variant:
+        name, _, overrides = spec.partition("=")
+        variants[name.strip()] = yaml.safe_load(overrides) or {}
 
     rows = []
     for test_name, train_name in CASES.items():
@@ -144,6 +175,14 @@ def main() -> None:
             tracked = tracker.track(untracked)
             results["ours transformer"] = score(gt, tracked, time.perf_counter() - started, n)
             results["ours transformer"]["train_s"] = train_s
+            for name, overrides in variants.items():
+                run_dir, train_s = train_gtr(train_name, step, args, out, name, overrides)
+                tracker = build_tracker({"method": "gtr", "model": str(run_dir)})
+                started = time.perf_counter()
+                tracked = tracker.track(untracked)
+                key = f"ours transformer ({name})"
+                results[key] = score(gt, tracked, time.perf_counter() - started, n)
+                results[key]["train_s"] = train_s
             if args.peer_python:
                 peer, seconds = run_sleap_nn(
                     untracked_path, out / f"sleap-nn-{test_name}-s{step}.slp", args.peer_python

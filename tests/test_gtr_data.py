@@ -323,6 +323,30 @@ def test_same_seed_and_index_give_the_same_clip(flies: Path) -> None:
     assert not torch.equal(other[2].crops, a.crops)
 
 
+@pytest.mark.parametrize("cache_mb", [1024.0, 0.0, 1.5])
+def test_decoded_frames_are_kept_up_to_the_budget(flies: Path, cache_mb: float) -> None:
+    """Training rereads every clip each epoch: frames decoded once are kept in memory up to
+    frame_cache_mb (a 1024x1024 grey fly frame is 1 MiB), and what a clip holds does not
+    depend on whether its frames came from the decoder or from memory."""
+    augs = {**AUGS, "GaussNoise": {"std_range": [0.05, 0.1], "p": 1.0}}
+    uncached = ClipDataset(fly_options(flies, mode="train", augmentations=augs), frame_cache_mb=0)
+    ds = ClipDataset(fly_options(flies, mode="train", augmentations=augs), frame_cache_mb=cache_mb)
+    decoded = []
+    for seq in ds.sequences:
+        original = seq.frames.read
+        seq.frames.read = lambda row, original=original: decoded.append(row) or original(row)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        uncached.set_epoch(epoch)
+        for idx in (0, 1):
+            a, b = ds[idx], uncached[idx]
+            for name in ("crops", "boxes", "centroids", "frames", "track_ids"):
+                assert torch.equal(getattr(a, name), getattr(b, name)), (epoch, idx, name)
+    expected = {1024.0: 8, 0.0: 16, 1.5: 15}[cache_mb]  # 2 clips of 4 frames, read twice
+    assert len(decoded) == expected
+    assert ds._frame_cache_used <= cache_mb * 2**20
+
+
 def test_val_mode_applies_no_augmentation(flies: Path) -> None:
     heavy = {name: {"p": 1.0} for name in ("GaussianBlur", "GaussNoise", "InstanceDropout")}
     plain = ClipDataset(fly_options(flies))[1]

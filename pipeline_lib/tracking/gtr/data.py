@@ -23,6 +23,11 @@ opened lazily in the process that reads (a DataLoader worker after the fork) by
 (a seek in these mp4s costs ~100 ms, the next frame a few ms). The dataset pickles small: it
 holds arrays and file names, never open readers or sleap-io Labels.
 
+Decoded frames are kept in memory, per process, up to ``frame_cache_mb`` (default 1024 MiB):
+training reads every clip again each epoch, and with labels of every 4th frame each re-read is a
+seek. Past the budget frames are decoded again on every read (nothing is evicted, so which
+frames are kept does not depend on the read order beyond the first epoch).
+
 ``ClipDataset(..., decode_frames=False)`` is for a model without visual features
 (``tracker.use_vis_feats: false``), which never looks at the crops: no frame is decoded, the
 crops are zeros of the video's channel count, and only the positions are real. With labels of
@@ -801,6 +806,7 @@ class ClipDataset(torch.utils.data.Dataset):
         options: ClipDatasetOptions | Mapping[str, Any],
         base_dir: str | os.PathLike | None = None,
         decode_frames: bool = True,
+        frame_cache_mb: float = 1024.0,
     ) -> None:
         """Load the labels (not the frames) and cut the clips.
 
@@ -812,6 +818,9 @@ class ClipDataset(torch.utils.data.Dataset):
         from the video shape the labels store; a video whose labels store none is opened once,
         here, just to read its shape. The channel count is 1 for a video the labels mark
         grayscale (the decoder would turn it grey), else the stored shape's.
+
+        ``frame_cache_mb``: memory for decoded frames kept between reads (see the module doc);
+        0 decodes every read.
         """
         super().__init__()
         if not isinstance(options, ClipDatasetOptions):
@@ -819,6 +828,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.options = options
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.decode_frames = bool(decode_frames)
+        self.frame_cache_bytes = max(0.0, float(frame_cache_mb)) * 2**20
+        self._frame_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._frame_cache_used = 0
         self.augmenter = _Augmenter(options.augmentations or {})
         self.epoch = 0
         self.sequences: list[_Sequence] = []
@@ -851,7 +863,7 @@ class ClipDataset(torch.utils.data.Dataset):
         pixel_rng = self._rng(idx, stream=1)
         parts = []
         for row in range(ref.start, ref.stop):
-            image = seq.frames.read(row) if seq.frames is not None else None
+            image = self._frame(ref.sequence, row)
             points, track_ids, scores = seq.points[row], seq.track_ids[row], seq.scores[row]
             if train:
                 order = rng.permutation(len(points))
@@ -879,6 +891,22 @@ class ClipDataset(torch.utils.data.Dataset):
                 raise ValueError(f"{seq.labels_path}: {exc}") from exc
             parts.append(detections)
         return Detections.concat(parts)
+
+    def _frame(self, sequence: int, row: int) -> np.ndarray | None:
+        """Row ``row`` of a sequence decoded (or kept from an earlier read); None without
+        decoding. Augmentations work on copies, so a kept frame is never changed."""
+        frames = self.sequences[sequence].frames
+        if frames is None:
+            return None
+        key = (sequence, row)
+        image = self._frame_cache.get(key)
+        if image is None:
+            image = frames.read(row)
+            if self._frame_cache_used + image.nbytes <= self.frame_cache_bytes:
+                image.setflags(write=False)
+                self._frame_cache[key] = image
+                self._frame_cache_used += image.nbytes
+        return image
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new augmentations from now on (with a seed, draws depend on seed/epoch/index)."""
