@@ -3,7 +3,8 @@
 Each script is a thin adapter: it reads ``snakemake.input/output/params`` and calls one
 pipeline_lib function. What every script needs before that call lives here: everything it prints
 (including C-level output from ffmpeg or torch) goes to the rule's log file, thread pools follow
-the rule's ``threads``, and ``pipeline_lib`` is imported from the project this workflow belongs
+the rule's ``threads``, a job with a ``gpu`` resource claims cards that no other job of this
+machine holds (``pipeline_lib.gpu_claim``), and ``pipeline_lib`` is imported from the project this workflow belongs
 to, the same sources whose hash the rules pass as their ``code`` param.
 """
 
@@ -66,7 +67,10 @@ def run_stage(smk: Any, stage: Callable[[Any], Any]) -> None:
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
     import pipeline_lib
+    from pipeline_lib.gpu_claim import claim_gpus
 
+    # Before anything starts CUDA: a job asking for GPUs takes cards no other job holds.
+    claim_gpus(int(getattr(smk.resources, "gpu", 0) or 0))
     log = logging.getLogger(f"workflow.{smk.rule}")
     log.info(
         "rule %s, wildcards %s, threads %d, pipeline_lib %s, python %s",
