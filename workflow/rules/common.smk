@@ -6,6 +6,7 @@ import os
 import re
 
 import pipeline_lib
+from pipeline_lib.workflow_resources import SCALE_INPUT, resolve_resources, snakemake_resources
 from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version
 from snakemake.exceptions import WorkflowError
 
@@ -24,6 +25,7 @@ def _demo_ids():
 
 try:
     PLAN = build_plan(config, demo_ids=_demo_ids())
+    RESOURCES = resolve_resources(config.get("resources"))
 except WorkflowConfigError as exc:
     raise WorkflowError(f"Invalid pipeline config: {exc}") from None
 
@@ -47,6 +49,17 @@ def code(entry):
         return code_version(entry, PACKAGE_ROOT, pipeline_lib.__version__)
     except WorkflowConfigError as exc:
         raise WorkflowError(f"pipeline_lib is incomplete: {exc}") from None
+
+
+def rule_threads(rule_name):
+    """The rule's threads from config ``resources`` (on SLURM also its --cpus-per-task)."""
+    return RESOURCES[rule_name].threads
+
+
+def rule_resources(rule_name):
+    """The rule's mem_mb, runtime and gpu from config ``resources``; for predict_video and
+    track_video, functions of the size of the input they scale with."""
+    return snakemake_resources(RESOURCES[rule_name], SCALE_INPUT.get(rule_name))
 
 
 def log_path(rule_name, name="run"):

@@ -20,10 +20,9 @@ rule split_labels:
         log_path("split_labels", "{dataset}"),
     benchmark:
         bench_path("split_labels", "{dataset}")
-    threads: 1
+    threads: rule_threads("split_labels")
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **rule_resources("split_labels"),
     conda:
         "../../envs/pipeline.yaml"
     script:
@@ -43,10 +42,9 @@ rule cache_images:
         log_path("cache_images", "{dataset}"),
     benchmark:
         bench_path("cache_images", "{dataset}")
-    threads: 4
+    threads: rule_threads("cache_images")
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **rule_resources("cache_images"),
     conda:
         "../../envs/pipeline.yaml"
     script:

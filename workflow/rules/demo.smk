@@ -25,10 +25,9 @@ rule make_demo:
         log_path("make_demo"),
     benchmark:
         bench_path("make_demo")
-    threads: 1
+    threads: rule_threads("make_demo")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("make_demo"),
     conda:
         "../../envs/pipeline.yaml"
     script:

@@ -19,11 +19,9 @@ rule evaluate_model:
         log_path("evaluate_model", "{model}.{split}"),
     benchmark:
         bench_path("evaluate_model", "{model}.{split}")
-    threads: 4
+    threads: rule_threads("evaluate_model")
     resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=1,
+        **rule_resources("evaluate_model"),
     conda:
         "../../envs/pipeline.yaml"
     script:

@@ -15,11 +15,9 @@ rule predict_video:
         log_path("predict_video", "{video}"),
     benchmark:
         bench_path("predict_video", "{video}")
-    threads: 4
+    threads: rule_threads("predict_video")
     resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=1,
+        **rule_resources("predict_video"),
     conda:
         "../../envs/pipeline.yaml"
     script:

@@ -51,10 +51,9 @@ rule report:
         log_path("report"),
     benchmark:
         bench_path("report")
-    threads: 1
+    threads: rule_threads("report")
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **rule_resources("report"),
     conda:
         "../../envs/pipeline.yaml"
     script:

@@ -18,11 +18,9 @@ rule train_tracker:
         log_path("train_tracker"),
     benchmark:
         bench_path("train_tracker")
-    threads: 1  # the small transformer trains fastest on one CPU thread (bench/RESULTS.md)
+    threads: rule_threads("train_tracker")
     resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=1,
+        **rule_resources("train_tracker"),
     conda:
         "../../envs/pipeline.yaml"
     script:
@@ -44,10 +42,9 @@ rule track_video:
         log_path("track_video", "{video}"),
     benchmark:
         bench_path("track_video", "{video}")
-    threads: 1
+    threads: rule_threads("track_video")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **rule_resources("track_video"),
     conda:
         "../../envs/pipeline.yaml"
     script:
@@ -66,10 +63,9 @@ rule evaluate_tracking:
         log_path("evaluate_tracking", "{video}"),
     benchmark:
         bench_path("evaluate_tracking", "{video}")
-    threads: 1
+    threads: rule_threads("evaluate_tracking")
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **rule_resources("evaluate_tracking"),
     conda:
         "../../envs/pipeline.yaml"
     script:

@@ -26,11 +26,9 @@ rule train_model:
         log_path("train_model", "{model}"),
     benchmark:
         bench_path("train_model", "{model}")
-    threads: 8
+    threads: rule_threads("train_model")
     resources:
-        mem_mb=16000,
-        runtime=720,
-        gpu=1,
+        **rule_resources("train_model"),
     conda:
         "../../envs/pipeline.yaml"
     script:

@@ -1,0 +1,117 @@
+"""Per-rule resources: config overrides, input-size scaling, errors naming the key, and the
+shipped config, schema and rules agreeing with pipeline_lib/workflow_resources.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from pipeline_lib.workflow_resources import (
+    DEFAULTS,
+    GB,
+    SCALE_INPUT,
+    RuleResources,
+    resolve_resources,
+    snakemake_resources,
+)
+from pipeline_lib.workflow_support import WorkflowConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_without_a_resources_section_every_rule_gets_its_defaults() -> None:
+    assert resolve_resources(None) == DEFAULTS
+    assert resolve_resources({}) == DEFAULTS
+
+
+def test_config_overrides_only_the_keys_it_names() -> None:
+    res = resolve_resources({"train_model": {"mem_mb": 64000, "gpu_model": "a100"}})
+    assert res["train_model"].mem_mb == 64000
+    assert res["train_model"].gpu_model == "a100"
+    assert res["train_model"].runtime == DEFAULTS["train_model"].runtime
+    assert res["train_model"].threads == DEFAULTS["train_model"].threads
+    assert res["predict_video"] == DEFAULTS["predict_video"]
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"predict_vidoe": {"mem_mb": 1}}, "resources.predict_vidoe: unknown rule"),
+        ({"train_model": {"memory": 1}}, "resources.train_model.memory: unknown key"),
+        ({"train_model": {"threads": 0}}, "resources.train_model.threads: expected a whole"),
+        ({"train_model": {"mem_mb": 1.5}}, "resources.train_model.mem_mb: expected a whole"),
+        ({"train_model": {"gpu": True}}, "resources.train_model.gpu: expected a whole"),
+        ({"train_model": {"gpu_model": "a100:2"}}, "resources.train_model.gpu_model"),
+        ({"track_video": {"runtime_per_gb": -1}}, "resources.track_video.runtime_per_gb"),
+        ({"train_model": {"runtime_per_gb": 10}}, "only predict_video and track_video scale"),
+        ({"report": 4}, "resources.report: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_config_key(section: dict, message: str) -> None:
+    with pytest.raises(WorkflowConfigError, match=re.escape(message)):
+        resolve_resources(section)
+
+
+def test_per_gb_rates_add_to_the_base_and_round_up() -> None:
+    spec = RuleResources(threads=1, mem_mb=4000, runtime=30, mem_mb_per_gb=8000, runtime_per_gb=120)
+    assert spec.runtime_for(0) == 30
+    assert spec.runtime_for(GB // 2) == 90
+    assert spec.runtime_for(1) == 31  # any input at all rounds up to a whole minute
+    assert spec.mem_mb_for(3 * GB) == 28000
+
+
+def test_scaling_rules_follow_the_size_of_their_input(tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\0" * (GB // 1024))  # 1 MiB
+    spec = resolve_resources({"predict_video": {"runtime": 10, "runtime_per_gb": 1024 * 60}})[
+        "predict_video"
+    ]
+    res = snakemake_resources(spec, SCALE_INPUT["predict_video"])
+    assert res["mem_mb"] == spec.mem_mb  # prediction memory does not grow with the video
+    assert res["runtime"](SimpleNamespace(), input=SimpleNamespace(video=str(video))) == 70
+    assert res["gpu"] == 1
+
+
+def test_a_missing_input_raises_file_not_found_naming_it(tmp_path: Path) -> None:
+    """Snakemake turns exactly this (a FileNotFoundError whose filename is one of the job's
+    inputs) into a value decided later, once the upstream job has written the file."""
+    res = snakemake_resources(DEFAULTS["track_video"], "predictions")
+    missing = str(tmp_path / "later.predictions.slp")
+    with pytest.raises(FileNotFoundError) as err:
+        res["mem_mb"](SimpleNamespace(), input=SimpleNamespace(predictions=missing))
+    assert err.value.filename == missing
+
+
+def test_fixed_rules_give_plain_numbers_and_gpu_model_only_when_set() -> None:
+    res = snakemake_resources(DEFAULTS["train_model"])
+    assert res == {"mem_mb": 32000, "runtime": 1440, "gpu": 1}
+    spec = resolve_resources({"train_model": {"gpu_model": "h100", "gpu": 2}})["train_model"]
+    assert snakemake_resources(spec) == {
+        "mem_mb": 32000,
+        "runtime": 1440,
+        "gpu": 2,
+        "gpu_model": "h100",
+    }
+
+
+def test_shipped_config_spells_out_exactly_the_defaults() -> None:
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert set(config["resources"]) == set(DEFAULTS)
+    assert resolve_resources(config["resources"]) == DEFAULTS
+    for rule, values in config["resources"].items():
+        assert RuleResources(**values) == DEFAULTS[rule], rule
+
+
+def test_schema_knows_every_rule_and_every_rule_file_uses_its_entry() -> None:
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["properties"]["resources"]["properties"]) == set(DEFAULTS)
+    rules_text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    declared = set(re.findall(r"^rule (\w+):", rules_text, flags=re.M))
+    assert declared == set(DEFAULTS)
+    for rule in DEFAULTS:
+        assert f'rule_resources("{rule}")' in rules_text, rule
+        assert f'rule_threads("{rule}")' in rules_text, rule
