@@ -20,6 +20,16 @@ sys.path.insert(0, workflow.basedir)
 configfile: "config/config.yaml"
 
 
+# Every problem at once, named by its key, with "did you mean"; `validate` then fills defaults.
+from pipeline_lib.workflow_support import WorkflowConfigError, check_config_schema
+from snakemake.exceptions import WorkflowError
+
+try:
+    check_config_schema(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+except WorkflowConfigError as exc:
+    raise WorkflowError(f"Invalid pipeline config: {exc}") from None
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -73,9 +73,12 @@ def _train(a: argparse.Namespace) -> None:
         train, val, run_dir, seed = run.train_labels, run.val_labels, run.run_dir, run.seed
     else:
         from pipeline_lib.config import config_to_dict, load_training_config
+        from pipeline_lib.config.skeleton_fit import check_labels_fit
 
         train, val = a.train, a.val
-        run_dir = a.run_dir or run_dir_for(config_to_dict(load_training_config(a.config)))
+        user_cfg = load_training_config(a.config)
+        check_labels_fit(user_cfg, [train, val], a.config)  # before any frame is decoded
+        run_dir = a.run_dir or run_dir_for(config_to_dict(user_cfg))
     train_model(a.config, train, val, a.cache_dir, run_dir, a.threads, seed, a.precision)
     _print({"run_dir": str(run_dir)})
 
@@ -350,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing file, unwritable folder
         print(f"pipeline-lib {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -3,8 +3,9 @@
 The Snakefile only orchestrates; everything that can go wrong while turning ``config.yaml`` into
 a job graph lives here so it is testable without Snakemake and fails at parse time (even on
 ``snakemake -n``) with a message that names the config key, manifest row or file at fault,
-instead of as a missing-input error deep inside the DAG. Nothing here imports Snakemake, torch
-or sleap-io: parsing a config must stay fast for a workflow with hundreds of videos.
+instead of as a missing-input error deep inside the DAG. Nothing here imports Snakemake or
+torch, and sleap-io only reads the skeletons in the headers of labels files that already exist:
+parsing a config must stay fast for a workflow with hundreds of videos.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 ID_PATTERN = r"[A-Za-z0-9_.-]+"
 SPLITS_EVALUATED = ("val", "test")
 DEMO_DIR = "results/demo"
-MANIFEST_COLUMNS = ("path", "id", "max_tracks", "ground_truth")
+MANIFEST_COLUMNS = ("path", "id", "max_tracks", "ground_truth", "frames")
 
 _ID_RE = re.compile(rf"^{ID_PATTERN}$")
+_FRAME_PART = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$")
 _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -47,6 +49,7 @@ class VideoEntry:
     source: str
     max_tracks: int | None = None
     ground_truth: str | None = None
+    frames: str | None = None  # frame selection such as "0-999" or "0-99,150"; None = all
 
 
 #: Where rule ``train_tracker`` writes the tracking transformer it trains.
@@ -159,13 +162,39 @@ def _parse_max_tracks(value: str, where: str) -> int | None:
     return number
 
 
+def parse_frames_column(value: str, where: str) -> str | None:
+    """Check a frame selection (``"0-999"``, ``"0-99,150"``) and return it without spaces.
+
+    Only the syntax can be checked here, when the workflow is parsed; ``predict_video`` checks
+    the frames against the video's length and names the video when one is out of range.
+    """
+    value = value.strip()
+    if not value:
+        return None
+    parts = []
+    for part in (p.strip() for p in value.split(",")):
+        match = _FRAME_PART.match(part)
+        if not match:
+            raise WorkflowConfigError(
+                f"{where}: frames {value!r}: cannot read {part!r}; use inclusive ranges and "
+                "single frames separated by commas, e.g. 0-999 or 0-99,150"
+            )
+        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
+        if start > end:
+            raise WorkflowConfigError(f"{where}: frames {value!r}: range {part!r} runs backwards")
+        parts.append(str(start) if match.group(2) is None else f"{start}-{end}")
+    return ",".join(parts)
+
+
 def read_manifest(path: str, base_dir: str | os.PathLike = ".") -> list[VideoEntry]:
     """Read a CSV manifest with a header: ``path`` and optionally ``id``, ``max_tracks``,
-    ``ground_truth``.
+    ``ground_truth``, ``frames``.
 
     Relative paths inside the manifest are relative to the manifest's own folder, so a manifest
     can sit beside its videos and be moved with them. Explicit ids are used as given (they
-    must already be wildcard-safe); rows without one get the sanitised file stem.
+    must already be wildcard-safe); rows without one get the sanitised file stem. ``frames``
+    restricts prediction to a selection of the video's frames; the same video may be listed
+    on several rows with different ids and frames, e.g. to split a long recording into jobs.
     """
     base = Path(base_dir)
     manifest = base / path
@@ -219,6 +248,7 @@ def read_manifest(path: str, base_dir: str | os.PathLike = ".") -> list[VideoEnt
                     source=where,
                     max_tracks=_parse_max_tracks(row.get("max_tracks", ""), where),
                     ground_truth=gt,
+                    frames=parse_frames_column(row.get("frames", ""), where),
                 )
             )
     if not entries:
@@ -273,13 +303,24 @@ def _dedupe(entries: Iterable[VideoEntry], base: Path) -> list[VideoEntry]:
             by_id[entry.id] = entry
             continue
         if _same_file(other.path, entry.path, base):
-            if entry.max_tracks is not None or entry.ground_truth is not None:
+            if other.frames and entry.frames and other.frames != entry.frames:
+                raise WorkflowConfigError(
+                    f"Two entries give the id {entry.id!r} to {entry.path} with different "
+                    f"frames: {other.frames!r} (from {other.source}) and {entry.frames!r} "
+                    f"(from {entry.source}). Give each selection its own 'id'."
+                )
+            if (
+                entry.max_tracks is not None
+                or entry.ground_truth is not None
+                or entry.frames is not None
+            ):
                 by_id[entry.id] = replace(
                     other,
                     max_tracks=entry.max_tracks
                     if entry.max_tracks is not None
                     else other.max_tracks,
                     ground_truth=entry.ground_truth or other.ground_truth,
+                    frames=entry.frames or other.frames,
                 )
             continue
         raise WorkflowConfigError(
@@ -343,6 +384,91 @@ def demo_video_entries(demo_ids: Sequence[str], demo_dir: str = DEMO_DIR) -> lis
 # --------------------------------------------------------------------------- config checks
 
 
+def check_config_schema(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
+    """Check the config against the workflow's JSON schema, reporting every problem at once.
+
+    Snakemake's own ``validate`` stops at the first problem and words it for schema authors
+    ("Additional properties are not allowed"); this names each key as written in the YAML,
+    suggests the key or value probably meant (like the training-config loader) and says what
+    type was expected and what was found. ``validate`` still runs afterwards to fill defaults.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    problems: list[str] = []
+    for error in validator.iter_errors(config):
+        problems.extend(_schema_problem(error))
+    if problems:
+        problems = sorted(dict.fromkeys(problems))
+        if len(problems) == 1:
+            raise WorkflowConfigError(problems[0])
+        raise WorkflowConfigError(
+            f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+def _config_key(path: Iterable[Any]) -> str:
+    """``tracking.gtr.seed`` / ``videos.paths[0]``: a schema error's place as written in YAML."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_JSON_TYPES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "true/false",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+_SCHEMA_TYPES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "true/false",
+    "integer": "an integer",
+    "number": "a number",
+    "null": "null",
+}
+
+
+def _schema_problem(error: Any) -> list[str]:
+    """One jsonschema error as messages naming the config key (several for unknown keys)."""
+    from pipeline_lib.config.loader import did_you_mean
+
+    key = _config_key(error.absolute_path)
+    where = f"config {key}" if key else "config"
+    kind = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
+    found = f"{error.instance!r} ({kind})"
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = list(error.schema.get("properties") or {})
+        out = []
+        for extra in sorted(k for k in error.instance if k not in allowed):
+            hint = did_you_mean(extra, allowed)
+            tail = hint if hint else f"; valid keys here: {', '.join(allowed)}"
+            out.append(f"config {key + '.' if key else ''}{extra}: unknown key{tail}")
+        return out or [f"{where}: {error.message}"]
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = expected if isinstance(expected, list) else [expected]
+        expected = " or ".join(_SCHEMA_TYPES.get(t, t) for t in expected)
+        return [f"{where}: expected {expected}, got {found}"]
+    if error.validator == "enum":
+        allowed = [str(v) for v in error.validator_value]
+        hint = did_you_mean(error.instance, allowed) if isinstance(error.instance, str) else ""
+        return [f"{where}: {error.instance!r} is not one of {', '.join(allowed)}{hint}"]
+    if error.validator == "required":
+        return [f"{where}: {error.message}"]
+    return [f"{where}: {error.message} (got {found})"]
+
+
 def check_datasets(
     datasets: Mapping[str, Mapping[str, Any]],
     base_dir: str | os.PathLike = ".",
@@ -375,6 +501,66 @@ def check_datasets(
             raise WorkflowConfigError(
                 f"config datasets.{name}: validation_fraction + test_fraction = {val + test:g} "
                 "leaves no frames to train on; keep the sum below 1"
+            )
+
+
+def check_labels_skeletons(
+    datasets: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, Mapping[str, Any]],
+    base_dir: str | os.PathLike = ".",
+    produced: Iterable[str] = (),
+) -> None:
+    """The labels files of each dataset share one skeleton, and every model's training config
+    names only nodes of it (``part_names``, ``anchor_part``, bottom-up ``edges``).
+
+    Read from the headers of the labels files that exist now, so a mismatch fails on
+    ``snakemake -n`` rather than in ``train_model`` after the split and the image cache were
+    made. Files the workflow makes (the demo labels) are checked when ``split_labels`` reads
+    them. Also turns an unreadable labels file (truncated, not HDF5) into a parse-time error.
+    """
+    from pipeline_lib.config import ConfigError, load_training_config
+    from pipeline_lib.config.skeleton_fit import skeleton_problems
+    from pipeline_lib.io.labels import LabelsError, read_skeleton_nodes
+
+    base = Path(base_dir)
+    produced = {os.path.normpath(p) for p in produced}
+    skeleton_of: dict[str, tuple[str, list[str]]] = {}
+    for name, ds in datasets.items():
+        files = [(f"config datasets.{name}.labels[{i}]", p) for i, p in enumerate(ds["labels"])]
+        if ds.get("test_labels"):
+            files.append((f"config datasets.{name}.test_labels", ds["test_labels"]))
+        first: tuple[str, str, list[str]] | None = None
+        for where, path in files:
+            if os.path.normpath(path) in produced:
+                continue
+            try:
+                nodes = read_skeleton_nodes(base / path)
+            except LabelsError as exc:
+                raise WorkflowConfigError(f"{where}: {exc}") from None
+            if first is None:
+                first = (where, path, nodes)
+            elif nodes != first[2]:
+                raise WorkflowConfigError(
+                    f"config datasets.{name}: the skeleton of {path} ({where}, nodes {nodes}) "
+                    f"differs from that of {first[1]} ({first[0]}, nodes {first[2]}); the labels "
+                    "files of a dataset must share one skeleton"
+                )
+        if first is not None:
+            skeleton_of[name] = (first[1], first[2])
+    for name, model in models.items():
+        known = skeleton_of.get(model.get("dataset"))
+        if known is None:
+            continue
+        try:
+            cfg = load_training_config(base / model["config"])
+        except ConfigError:
+            continue  # reported by check_models, with the model's key
+        problems = skeleton_problems(cfg, known[1])
+        if problems:
+            raise WorkflowConfigError(
+                f"config models.{name}.config ({model['config']}): "
+                + "; ".join(problems)
+                + f" (skeleton of {known[0]}, dataset {model['dataset']})"
             )
 
 
@@ -481,6 +667,7 @@ def build_plan(
     predictor = list((config.get("predictor") or {}).get("models") or [])
     check_datasets(datasets, base, produced)
     predictor_types = check_models(models, datasets, predictor, base)
+    check_labels_skeletons(datasets, models, base, produced)
 
     videos_cfg = config.get("videos") or {}
     extra = (

@@ -200,6 +200,75 @@ def test_manifest_errors_name_the_row(tmp_path: Path, text: str, pattern: str) -
     assert "meta/manifest.csv" in str(err.value)
 
 
+def test_manifest_frames_column(tmp_path: Path) -> None:
+    touch(tmp_path / "meta/night.mp4")
+    touch(tmp_path / "meta/day.mp4")
+    manifest = write_manifest(
+        tmp_path,
+        "path,id,frames\n"
+        "night.mp4,night_a,0-999\n"
+        'night.mp4,night_b," 1000 - 1999, 2500 "\n'
+        "day.mp4,,\n",
+    )
+    videos = {v.id: v for v in collect_videos({"manifest": manifest}, tmp_path)}
+    # one file, two jobs: each id keeps its own selection; no column value means every frame
+    assert videos["night_a"].frames == "0-999"
+    assert videos["night_b"].frames == "1000-1999,2500"
+    assert videos["night_a"].path == videos["night_b"].path
+    assert videos["day"].frames is None
+    # a path listed in the config too keeps the stem id and takes the row's frames
+    both = collect_videos({"paths": ["meta/day.mp4"], "manifest": manifest}, tmp_path)
+    assert [v.frames for v in both if v.id == "day"] == [None]
+    with_frames = write_manifest(tmp_path, "path,frames\nday.mp4,10-20\n")
+    merged = collect_videos({"paths": ["meta/day.mp4"], "manifest": with_frames}, tmp_path)
+    assert [(v.id, v.frames, v.source) for v in merged] == [
+        ("day", "10-20", "config videos.paths[0]")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "pattern"),
+    [
+        ("ok.mp4,0-x", r"line 2: frames '0-x': cannot read '0-x'; use .* e\.g\. 0-999"),
+        ("ok.mp4,20-10", r"line 2: frames '20-10': range '20-10' runs backwards"),
+        ('ok.mp4,"1,,2"', r"line 2: frames '1,,2': cannot read ''"),
+        ("ok.mp4,-5", r"line 2: frames '-5': cannot read '-5'"),
+        ("ok.mp4,1 000", r"line 2: frames '1 000': cannot read '1 000'"),
+    ],
+)
+def test_manifest_frames_errors_name_the_row(tmp_path: Path, rows: str, pattern: str) -> None:
+    touch(tmp_path / "meta/ok.mp4")
+    manifest = write_manifest(tmp_path, f"path,frames\n{rows}\n")
+    with pytest.raises(WorkflowConfigError, match=f"Manifest meta/manifest.csv {pattern}"):
+        read_manifest(manifest, tmp_path)
+
+
+def test_manifest_frames_beyond_the_video_fail_its_job_naming_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from pipeline_lib.inference.predict import predict_video
+
+    video = shared_data / "sleap_nn_assets/datasets/centered_pair_small.mp4"
+    out = tmp_path / "p.slp"
+    with pytest.raises(ValueError) as err:
+        predict_video([], video, out, frames="0-9,1000-1200")  # fails before loading models
+    assert str(err.value) == (
+        f"Frame selection for video {video}: Frames '1000-1200' are outside the video's 0-1099"
+    )
+    assert not out.exists()
+
+
+def test_same_video_and_id_with_different_frames_names_both_rows(tmp_path: Path) -> None:
+    touch(tmp_path / "meta/ok.mp4")
+    manifest = write_manifest(tmp_path, "path,id,frames\nok.mp4,a,0-9\nok.mp4,a,10-19\n")
+    with pytest.raises(WorkflowConfigError) as err:
+        collect_videos({"manifest": manifest}, tmp_path)
+    assert str(err.value).startswith(
+        "Two entries give the id 'a' to meta/ok.mp4 with different frames: '0-9' (from "
+        "Manifest meta/manifest.csv line 2) and '10-19' (from Manifest meta/manifest.csv line 3)"
+    )
+
+
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(WorkflowConfigError, match="videos.manifest: file not found: m.csv"):
         collect_videos({"manifest": "m.csv"}, tmp_path)
@@ -370,6 +439,47 @@ def test_snakefile_rejects_bad_config_at_parse_time(tmp_path: Path) -> None:
         "videos.paths[0]: video file not found: no/such/video.mp4"
         in missing.stderr + missing.stdout
     )
+
+
+def test_manifest_frames_reach_predict_video_jobs(tmp_path: Path) -> None:
+    """A manifest that splits one video into two frame ranges: the plan keeps each id's range
+    (what rule predict_video passes as its ``frames`` param) and a dry run plans one
+    predict_video job per id; a bad range fails the dry run naming the manifest row."""
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    manifest = tmp_path / "videos.csv"
+    manifest.write_text('path,id,frames\nclip.mp4,clip_a,0-9\nclip.mp4,clip_b,"10-19,30"\n')
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"videos": {"manifest": str(manifest)}}))
+    config = shipped_config()
+    config["videos"]["manifest"] = str(manifest)
+    plan = build_plan(config, demo_ids=["demo_0", "demo_1"], base_dir=ROOT)
+    assert (plan.videos["clip_a"].frames, plan.videos["clip_b"].frames) == ("0-9", "10-19,30")
+    assert plan.videos["demo_0"].frames is None
+    targets = [f"results/predictions/clip_{x}.predictions.slp" for x in "ab"]
+    snakemake = Path(sys.executable).with_name("snakemake")
+    run = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "--forceall", "--configfile", str(override)]
+        + ["--printshellcmds", *targets],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert out.count("rule predict_video:") == 2
+    assert "wildcards: video=clip_a" in out and "wildcards: video=clip_b" in out
+
+    manifest.write_text("path,id,frames\nclip.mp4,clip_a,9-0\n")
+    bad = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "--quiet", "rules", "--configfile", str(override)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0
+    assert "videos.csv line 2: frames '9-0': range '9-0' runs backwards" in bad.stdout + bad.stderr
 
 
 def test_multi_class_predictor_keeps_model_identities(tmp_path: Path, shared_data: Path) -> None:

@@ -28,19 +28,48 @@ def usable_frames(
     instances whose points are all missing are dropped since they carry no training signal.
     """
     frames = []
+    n_predicted = 0
+    invisible: list[int] = []  # frame indices of instances without a single visible point
     for lf in labels.labeled_frames:
         kept = []
         for inst in lf.instances:
             if user_instances_only and isinstance(inst, sio.PredictedInstance):
+                n_predicted += 1
                 continue
             if np.isfinite(inst.numpy()).all(axis=-1).any():
                 kept.append(inst)
+            else:
+                invisible.append(int(lf.frame_idx))
         if kept:
             frames.append(sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=kept))
+    if invisible:
+        log.warning(
+            "%s: dropped %d instance(s) with no visible point (all coordinates NaN) in frames %s",
+            source,
+            len(invisible),
+            _few(invisible),
+        )
     if not frames:
         kind = "user-labelled" if user_instances_only else "labelled"
-        raise LabelsError(f"No {kind} instances with visible points in {source}")
+        detail = []
+        if invisible:
+            detail.append(f"{len(invisible)} instance(s) have no visible point")
+        if n_predicted:
+            detail.append(
+                f"{n_predicted} predicted instance(s) are not used as training labels "
+                "(set user_instances_only: false to train on them)"
+            )
+        if not labels.labeled_frames:
+            detail.append("it has no labelled frames")
+        extra = f" ({'; '.join(detail)})" if detail else ""
+        raise LabelsError(f"No {kind} instances with visible points in {source}{extra}")
     return frames
+
+
+def _few(values: Sequence[int], limit: int = 10) -> str:
+    """The first ``limit`` values, comma-separated, with a count of the rest."""
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 def merge_labels(
@@ -117,6 +146,13 @@ def split_labels(
 
     if test_labels_path is not None:
         test_labels = merge_labels([test_labels_path], user_instances_only)
+        test_nodes = test_labels.skeletons[0].node_names
+        if test_nodes != labels.skeletons[0].node_names:
+            raise LabelsError(
+                f"Skeleton of the test labels {test_labels_path} (nodes {test_nodes}) differs "
+                f"from the training labels {labels_paths[0]} (nodes "
+                f"{labels.skeletons[0].node_names})"
+            )
         n_test = 0
     else:
         n_test = int(round(test_fraction * n))

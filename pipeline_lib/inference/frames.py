@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def parse_frame_selection(selection: str | None, n_frames: int) -> list[int]:
     """Sorted, de-duplicated frame indices of ``selection`` (all frames when None or empty).
@@ -30,3 +32,21 @@ def parse_frame_selection(selection: str | None, n_frames: int) -> list[int]:
             raise ValueError(f"Frames '{part}' are outside the video's 0-{n_frames - 1}")
         frames.update(range(start, end + 1))
     return sorted(frames)
+
+
+def format_frame_selection(frames: Sequence[int]) -> str:
+    """Frame indices as a selection string such as ``"56-127"`` or ``"3,10-12"`` (what
+    :func:`parse_frame_selection` reads), short even for long runs."""
+    parts: list[str] = []
+    values = sorted(set(int(f) for f in frames))
+    start = prev = None
+    for f in values:
+        if prev is not None and f == prev + 1:
+            prev = f
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = f
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)

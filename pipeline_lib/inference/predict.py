@@ -21,7 +21,7 @@ import sleap_io as sio
 import torch
 
 from pipeline_lib import __version__
-from pipeline_lib.inference.frames import parse_frame_selection
+from pipeline_lib.inference.frames import format_frame_selection, parse_frame_selection
 from pipeline_lib.inference.options import InferenceOptions
 from pipeline_lib.inference.predictors import FrameInstances, make_predictor, to_labeled_frame
 from pipeline_lib.io.labels import is_embedded_video, load_labels, save_labels
@@ -52,9 +52,12 @@ def predict_video(
     """
     torch.set_num_threads(max(1, int(threads)))
     opts = options if isinstance(options, InferenceOptions) else InferenceOptions.from_dict(options)
-    predictor = make_predictor(model_dirs, opts)
     video = open_video(video_path)
-    selected = parse_frame_selection(frames, video.shape[0])
+    try:
+        selected = parse_frame_selection(frames, video.shape[0])
+    except ValueError as exc:
+        raise ValueError(f"Frame selection for video {video_path}: {exc}") from None
+    predictor = make_predictor(model_dirs, opts)
     summary = _run(
         predictor, opts, [(video, selected)], out_path, model_dirs, {"video": str(video_path)}
     )
@@ -123,22 +126,40 @@ def _run(
     name = os.path.basename(str(source.get("video") or source.get("labels")))
     progress = Progress(n_frames, f"predict {name}")
     started = time.time()
+    undecodable: dict[str, list[int]] = {}
     with sink_type(out_path, videos, predictor.skeleton, tracks, provenance) as sink:
         track_index = {t.name: i for i, t in enumerate(tracks)}
         for video_index, (video, selected) in enumerate(plan):
-            for batch_indices, images in _batches(video, selected, opts.batch_size * 2):
+            failed: list[int] = []
+            for batch_indices, images in _batches(video, selected, opts.batch_size * 2, failed):
                 for idx, pred in zip(batch_indices, predictor.predict(images), strict=True):
                     _add(sink, video_index, idx, pred, track_index)
                 progress.update(len(batch_indices))
+            if failed:
+                undecodable[str(video.filename)] = failed
+                log.warning(
+                    "Video %s: %d of %d selected frames could not be decoded and were not "
+                    "predicted (frames %s); the file is probably truncated or corrupt",
+                    video.filename,
+                    len(failed),
+                    len(selected),
+                    format_frame_selection(failed),
+                )
         progress.close()
         elapsed = time.time() - started
+        n_failed = sum(len(f) for f in undecodable.values())
         summary = {
             "n_frames": int(n_frames),
+            "n_frames_predicted": int(n_frames - n_failed),
             "n_frames_with_instances": sink.n_frames,
             "n_instances": sink.n_instances,
             "seconds": round(elapsed, 3),
-            "fps": round(n_frames / elapsed, 2) if elapsed > 0 else None,
+            "fps": round((n_frames - n_failed) / elapsed, 2) if elapsed > 0 else None,
         }
+        if undecodable:
+            summary["undecodable_frames"] = {
+                name: format_frame_selection(f) for name, f in undecodable.items()
+            }
         sink.close(provenance_update={"summary": summary})
     return summary
 
@@ -277,19 +298,25 @@ def _provenance(model_dirs, opts: InferenceOptions, source: dict) -> dict:
 
 
 def _batches(
-    video: sio.Video, selected: list[int], size: int
+    video: sio.Video, selected: list[int], size: int, failed: list[int] | None = None
 ) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-    """Yield (frame indices, frames) of ``selected`` in order, decoded by a background thread."""
+    """Yield (frame indices, frames) of ``selected`` in order, decoded by a background thread.
+
+    Frames that do not decode are skipped and appended to ``failed`` (see
+    :class:`_TolerantReader`), so a video whose end is missing is predicted up to where it
+    breaks instead of failing the whole job, or hanging on frames that will never come.
+    """
     q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
+    failed = [] if failed is None else failed
 
     def reader() -> None:
         try:
+            source = _TolerantReader(video, selected, failed)
             idx_buf, frame_buf = [], []
-            for i in selected:
+            for i, frame in source:
                 if stop.is_set():
                     return
-                frame = np.asarray(video[i])
                 idx_buf.append(i)
                 frame_buf.append(frame if frame.ndim == 3 else frame[..., None])
                 if len(idx_buf) == size:
@@ -318,3 +345,69 @@ def _batches(
         while thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.1)
+
+
+class _TolerantReader:
+    """Decode the ``selected`` frames of a video in order, skipping frames that do not decode.
+
+    A recording cut short (disk full, camera crash, partial copy) keeps its frame count in the
+    container header while the data of its last frames is gone. Readers then fail on the first
+    missing frame, and OpenCV (sleap-io's default) even returns the last good frame again for
+    every later index, which would be predicted as if it were real. So after a failure in a
+    video file this reader never trusts the original reader again: it goes on with a fresh PyAV
+    reader, which fails honestly. Two frames in a row that do not decode mean the data has ended:
+    every remaining frame is reported as undecodable at once (no per-frame retries through a
+    long missing tail). An isolated bad frame in the middle only costs that frame. Image folders
+    and HDF5 datasets have no such state: each failing frame is skipped on its own.
+    """
+
+    def __init__(self, video: sio.Video, selected: list[int], failed: list[int]) -> None:
+        self.video, self.selected, self.failed = video, selected, failed
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        source = self.video
+        media = _is_media_file(self.video)
+        switched = False
+        streak = 0
+        for pos, i in enumerate(self.selected):
+            frame = self._read(source, i)
+            if frame is not None:
+                streak = 0
+                yield i, frame
+                continue
+            self.failed.append(i)
+            streak += 1
+            if not media:
+                continue
+            fresh = None if switched or streak >= 2 else _fresh_reader(self.video)
+            if streak >= 2 or (not switched and fresh is None):
+                self.failed.extend(self.selected[pos + 1 :])
+                return
+            if fresh is not None:
+                source, switched = fresh, True
+
+    def _read(self, source: sio.Video, i: int) -> np.ndarray | None:
+        try:
+            return np.asarray(source[i])
+        except Exception as exc:  # backends raise IndexError, StopIteration, OSError...
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("Video %s: frame %d does not decode (%s)", self.video.filename, i, reason)
+            return None
+
+
+MEDIA_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+
+
+def _is_media_file(video: sio.Video) -> bool:
+    filename = video.filename
+    return isinstance(filename, str) and filename.lower().endswith(MEDIA_SUFFIXES)
+
+
+def _fresh_reader(video: sio.Video) -> sio.Video | None:
+    """The same video file opened anew with PyAV (None when that is not possible)."""
+    try:
+        fresh = sio.load_video(video.filename, plugin="pyav", grayscale=video.grayscale)
+        fresh.shape  # noqa: B018 - opens the container now, inside the try
+    except Exception:
+        return None
+    return fresh

@@ -25,15 +25,27 @@ def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Pa
     from it); an unwritable folder is refused up front, naming it.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"Cannot create the output folder {final.parent} for {final.name}: "
+            f"{exc.strerror or exc}",
+        ) from exc
     if not os.access(final.parent, os.W_OK):
         raise PermissionError(f"Output folder is not writable: {final.parent}")
     suffix = final.suffix if suffix is None else suffix
     if final.name.endswith(".pkg.slp"):
         suffix = ".pkg.slp"
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent
-    )
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent
+        )
+    except OSError as exc:  # read-only file system, ACLs, quota: os.access does not see these
+        raise PermissionError(
+            f"Output folder is not writable: {final.parent} ({exc.strerror or exc})"
+        ) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # writers that refuse to overwrite (h5py 'w-', sleap-io) get a fresh name

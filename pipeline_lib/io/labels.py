@@ -72,6 +72,30 @@ def load_labels(
     return labels
 
 
+def read_skeleton_nodes(path: str | os.PathLike) -> list[str]:
+    """Node names of the one skeleton of a labels file, read from its header only.
+
+    Cheap enough to run while a workflow is parsed or before a command starts work, so a
+    skeleton that does not fit is reported before any frame is decoded.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LabelsError(f"Labels file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise LabelsError(f"Labels file is not a valid SLEAP .slp (HDF5) file: {path}")
+    try:
+        from sleap_io.io.slp import read_skeletons
+
+        skeletons = read_skeletons(str(path))
+    except Exception as exc:
+        raise LabelsError(
+            f"Could not read the skeleton of labels file {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if len(skeletons) != 1:
+        raise LabelsError(f"{path} has {len(skeletons)} skeletons; exactly one is supported")
+    return list(skeletons[0].node_names)
+
+
 def save_labels(labels: sio.Labels, path: str | os.PathLike, embed: bool = False) -> None:
     """Save labels atomically (temp file, then rename) so a killed job leaves no partial file."""
     with atomic_path(path) as tmp:

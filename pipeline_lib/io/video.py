@@ -25,5 +25,8 @@ def open_video(path: str | os.PathLike) -> sio.Video:
     except Exception as exc:
         raise VideoError(f"Could not open video {path}: {type(exc).__name__}: {exc}") from exc
     if not n_frames:
-        raise VideoError(f"Video {path} has no frames")
+        raise VideoError(
+            f"Video {path} has no readable frames: it is empty, or not a complete video file "
+            "(a recording cut short before its index was written cannot be opened)"
+        )
     return video

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_lib.config import config_to_dict, load_training_config
+from pipeline_lib.config.skeleton_fit import check_labels_fit
 from pipeline_lib.data.split import merge_labels, split_labels
 from pipeline_lib.io.atomic import write_json_atomic
 from pipeline_lib.io.labels import save_labels
@@ -61,7 +62,8 @@ def prepare_standalone_run(
     The split seed is ``trainer_config.seed``, else ``seed``, else a random one; whichever it is
     is recorded in ``split.json`` beside the split files so the run can be repeated exactly.
     """
-    cfg = config_to_dict(load_training_config(config_path))
+    user_cfg = load_training_config(config_path)
+    cfg = config_to_dict(user_cfg)
     dc, tc = cfg["data_config"], cfg["trainer_config"]
     train_paths = _paths(dc.get("train_labels_path"))
     if not train_paths:
@@ -71,6 +73,8 @@ def prepare_standalone_run(
     for p in train_paths + _paths(dc.get("val_labels_path")):
         if not Path(p).exists():
             raise FileNotFoundError(f"{config_path}: labels file not found: {p}")
+    # Skeletons and part names from the files' headers, before any labels are merged or split.
+    check_labels_fit(user_cfg, train_paths + _paths(dc.get("val_labels_path")), str(config_path))
     split_seed = tc.get("seed") if tc.get("seed") is not None else seed
     if split_seed is None:
         split_seed = random.SystemRandom().randrange(2**31)

@@ -107,6 +107,11 @@ def video_path(wildcards):
     return PLAN.videos[wildcards.video].path
 
 
+def video_frames(wildcards):
+    """The video's frame selection from the manifest (e.g. "0-999"); "" means every frame."""
+    return PLAN.videos[wildcards.video].frames or ""
+
+
 def ground_truth_path(wildcards):
     gt = PLAN.videos[wildcards.video].ground_truth
     if gt is None:

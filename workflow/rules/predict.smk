@@ -1,4 +1,5 @@
-# Pose prediction, one job per video (on SLURM: one cluster job per video).
+# Pose prediction, one job per video (on SLURM: one cluster job per video). A manifest row's
+# `frames` column limits a job to a selection of its video's frames.
 
 
 rule predict_video:
@@ -9,6 +10,7 @@ rule predict_video:
         "results/predictions/{video}.predictions.slp",
     params:
         model_dirs=[model_dir(m) for m in PLAN.predictor],
+        frames=video_frames,
         options=dict(config["inference"]),
         code=code("pipeline_lib.inference.predict"),
     log:

@@ -1,4 +1,5 @@
-"""Rule predict_video: predict poses on every frame of one video."""
+"""Rule predict_video: predict poses on the frames of one video (all, or the manifest's
+``frames`` selection)."""
 
 from _common import run_stage
 
@@ -12,6 +13,7 @@ def main(smk):
         out_path=smk.output[0],
         options=dict(smk.params.options),
         threads=smk.threads,
+        frames=smk.params.frames or None,
     )
 
 
