@@ -43,11 +43,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/track.smk"
+include: "workflow/rules/provenance.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_targets(),
+        PROVENANCE_JSON,
     default_target: True
     localrule: True

@@ -79,6 +79,7 @@ DEFAULTS: dict[str, RuleResources] = {
     ),
     "evaluate_tracking": RuleResources(threads=1, mem_mb=4000, runtime=30),
     "report": RuleResources(threads=1, mem_mb=4000, runtime=30),
+    "provenance": RuleResources(threads=1, mem_mb=2000, runtime=10),
 }
 
 _KEYS = tuple(f.name for f in fields(RuleResources))

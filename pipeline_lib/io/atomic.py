@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,9 @@ def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Pa
         ) from exc
     if not os.access(final.parent, os.W_OK):
         raise PermissionError(f"Output folder is not writable: {final.parent}")
-    suffix = final.suffix if suffix is None else suffix
-    if final.name.endswith(".pkg.slp"):
-        suffix = ".pkg.slp"
     try:
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent
+            prefix=f".{final.stem}.", suffix=_temporary_suffix(final, suffix), dir=final.parent
         )
     except OSError as exc:  # read-only file system, ACLs, quota: os.access does not see these
         raise PermissionError(
@@ -50,6 +48,45 @@ def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Pa
     tmp = Path(tmp_name)
     tmp.unlink()  # writers that refuse to overwrite (h5py 'w-', sleap-io) get a fresh name
     return tmp
+
+
+def _temporary_suffix(final: Path, suffix: str | None) -> str:
+    """End of a temporary name for ``final``: ``.tmp`` plus the suffix its writer needs."""
+    suffix = final.suffix if suffix is None else suffix
+    if final.name.endswith(".pkg.slp"):
+        suffix = ".pkg.slp"
+    return f".tmp{suffix}"
+
+
+def stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Temporary siblings of ``final`` left by writers that were killed before renaming.
+
+    Only a caller that owns ``final`` exclusively may treat these as stale, such as a Snakemake
+    job about to write its declared output: no other writer of that file can be running.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    # tempfile.mkstemp puts 8 characters of [a-z0-9_] between the prefix and the suffix.
+    pattern = re.compile(
+        re.escape(f".{final.stem}.") + r"[a-z0-9_]{8}" + re.escape(_temporary_suffix(final, None))
+    )
+    return sorted(p for p in final.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def remove_stale_temporaries(finals: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete the :func:`stale_temporaries` of each of ``finals``; returns what was deleted.
+
+    A SIGKILL gives the writer no chance to clean up, so without this each killed job would
+    leave its partial file (possibly gigabytes of predictions) beside the output for good.
+    """
+    removed = []
+    for final in finals:
+        for tmp in stale_temporaries(final):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import h5py
 import sleap_io as sio
 
 from pipeline_lib.io.atomic import atomic_path
+from pipeline_lib.io.skeleton import stable_symmetries
 
 
 class LabelsError(ValueError):
@@ -97,7 +98,9 @@ def read_skeleton_nodes(path: str | os.PathLike) -> list[str]:
 
 
 def save_labels(labels: sio.Labels, path: str | os.PathLike, embed: bool = False) -> None:
-    """Save labels atomically (temp file, then rename) so a killed job leaves no partial file."""
+    """Save labels atomically (temp file, then rename) so a killed job leaves no partial file,
+    and byte for byte the same for the same labels (:func:`stable_symmetries`)."""
+    stable_symmetries(labels.skeletons)
     with atomic_path(path) as tmp:
         if embed:
             sio.save_slp(labels, str(tmp), embed="all")

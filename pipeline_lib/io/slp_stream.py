@@ -29,6 +29,7 @@ import sleap_io as sio
 
 from pipeline_lib.io.atomic import temporary_sibling
 from pipeline_lib.io.labels import is_embedded_video
+from pipeline_lib.io.skeleton import stable_symmetries
 
 # The row layouts of sleap-io's ``write_lfs`` (sleap_io/io/slp.py). They must match field for
 # field: SLEAP and sleap-io read the tables by position.
@@ -133,6 +134,7 @@ class PredictionsWriter:
                 tracks=self.tracks,
                 provenance=_jsonable(dict(provenance or {})),
             )
+            stable_symmetries(header.skeletons)  # same labels, same bytes
             # embed=False: store plain references to the video files (sleap-io's
             # RESTORE_ORIGINAL mode), never copies of their frames.
             sio.save_slp(header, str(self._tmp), embed=False, verbose=False)

@@ -29,6 +29,7 @@ from pipeline_lib.report.inputs import (
     load_pose_row,
     load_tracking_row,
     load_training_log,
+    read_json,
     training_summary,
     video_counts,
 )
@@ -97,6 +98,7 @@ def build_report(
     demo_videos: Sequence[str] = (),
     pose_map_target: float = POSE_MAP_TARGET,
     mota_target: float = MOTA_TARGET,
+    provenance: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write the report and return its summary (the content of ``summary.json``).
 
@@ -107,6 +109,9 @@ def build_report(
             example frames, which are skipped with a note when the video cannot be opened.
         tracking_metrics: video id -> ``{video}.tracking_metrics.json``.
         demo_models / demo_videos: what the demo targets apply to (empty: not a demo run).
+        provenance: ``provenance.json`` of the run (pipeline_lib.provenance); copied into
+            ``summary.json`` and summarised in ``summary.md`` so the numbers travel with what
+            produced them.
     """
     out = Path(out_dir)
     curves_dir = out / "training_curves"
@@ -140,6 +145,7 @@ def build_report(
         "training": training_rows,
         "videos": video_rows,
         "tracking": tracking_rows,
+        "provenance": read_json(provenance) if provenance is not None else None,
     }
 
     write_csv(
@@ -213,4 +219,63 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         markdown_table(summary["tracking"], TRACKING_COLUMNS),
     ]
+    if summary.get("provenance"):
+        parts += _provenance_markdown(summary["provenance"])
     return "\n".join(parts)
+
+
+#: Packages named in the report's provenance section (provenance.json lists them all).
+REPORT_PACKAGES = ("torch", "lightning", "sleap-io", "snakemake", "numpy", "opencv-python-headless")
+
+
+def _provenance_markdown(prov: dict[str, Any]) -> list[str]:
+    """The provenance section: enough to tell whether two reports can be compared number for
+    number (same code, configs, seeds, packages and kind of machine)."""
+    project = prov.get("project") or {}
+    commit = project.get("git_commit")
+    if commit:
+        revision = f"git {commit[:12]} ({project.get('git_branch')})"
+        if project.get("git_dirty"):
+            revision += f", with uncommitted changes to {project.get('git_changed_files')} files"
+    else:
+        revision = f"git revision unknown ({project.get('git_error')})"
+    hw = prov.get("hardware") or {}
+    torch = prov.get("torch") or {}
+    ram = hw.get("ram_bytes")
+    gpus = ", ".join(g["name"] for g in hw.get("gpus") or []) or "none"
+    packages = prov.get("packages") or {}
+    rows = [
+        {"what": "project", "value": f"{project.get('name')} {project.get('version')}, {revision}"},
+        {"what": "written", "value": prov.get("created_utc")},
+        {
+            "what": "packages",
+            "value": ", ".join(f"{n} {packages.get(n)}" for n in REPORT_PACKAGES if n in packages),
+        },
+        {"what": "python", "value": (prov.get("python") or {}).get("version")},
+        {
+            "what": "CPU",
+            "value": f"{hw.get('cpu_model')}; {hw.get('cpu_count_usable')} of "
+            f"{hw.get('cpu_count')} cores usable",
+        },
+        {"what": "RAM", "value": f"{ram / 1024**3:.1f} GiB" if ram else None},
+        {"what": "GPUs", "value": gpus},
+        {
+            "what": "job threads",
+            "value": ", ".join(f"{k} {v}" for k, v in (prov.get("job_threads") or {}).items())
+            or torch.get("num_threads"),
+        },
+        {
+            "what": "seeds",
+            "value": ", ".join(f"{k} {v}" for k, v in (prov.get("seeds") or {}).items()),
+        },
+    ]
+    for label, rec in (prov.get("config_files") or {}).items():
+        rows.append({"what": label, "value": f"{rec['path']} (sha256 {rec['sha256'][:12]})"})
+    return [
+        "",
+        "## Provenance",
+        "",
+        "From provenance.json, written with the results; summary.json has all of it.",
+        "",
+        markdown_table(rows, [("what", "what"), ("value", "value")]),
+    ]

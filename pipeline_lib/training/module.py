@@ -23,6 +23,8 @@ from pipeline_lib.training.losses import confmap_loss, ohkm_loss
 log = logging.getLogger(__name__)
 
 MULTI_INSTANCE_CONFMAPS = ("bottomup", "multi_class_bottomup")
+#: Checkpoint key of the augmentation generator's state (restored when training resumes).
+AUGMENTATION_RNG_KEY = "augmentation_rng_state"
 
 
 class PoseModule(L.LightningModule):
@@ -70,6 +72,7 @@ class PoseModule(L.LightningModule):
         self.crop_size = crop_size
         self._aug_seed = seed
         self._generator: torch.Generator | None = None
+        self._restored_rng: dict | None = None
         self._channels_last = False
 
     def on_fit_start(self) -> None:
@@ -86,13 +89,40 @@ class PoseModule(L.LightningModule):
 
     # ---- batches -> (inputs, targets) -------------------------------------------------------
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
-        """A seeded generator on the batch's device so augmentation is reproducible."""
+        """A seeded generator on the batch's device so augmentation is reproducible.
+
+        After a resume it continues from the state saved in the checkpoint (see
+        :meth:`on_save_checkpoint`), so a killed and rerun job draws the same augmentations as
+        one that never stopped.
+        """
         if self._aug_seed is None:
             return None
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(int(self._aug_seed) + self.global_step)
+            restored, self._restored_rng = self._restored_rng, None
+            if restored is not None and restored["device"] == device.type:
+                self._generator.set_state(restored["state"])
+            else:
+                self._generator.manual_seed(int(self._aug_seed) + self.global_step)
         return self._generator
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the augmentation generator's state with the weights.
+
+        Reseeding on resume instead (from the seed and the step) gave the resumed epochs other
+        augmentations than an uninterrupted run, and so other final weights and metrics.
+        """
+        if self._generator is not None:
+            checkpoint[AUGMENTATION_RNG_KEY] = {
+                "device": self._generator.device.type,
+                "state": self._generator.get_state(),
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the saved generator state for the first augmented batch (older checkpoints
+        have none; those reseed as before)."""
+        self._generator = None
+        self._restored_rng = checkpoint.get(AUGMENTATION_RNG_KEY)
 
     def _prepare(self, batch: dict[str, torch.Tensor], augment: bool) -> tuple[torch.Tensor, dict]:
         images = batch["image"].float() / 255.0

@@ -436,6 +436,9 @@ def _resume_checkpoint(
     """
     stamp = work / "fingerprint.json"
     last = work / "last.ckpt"
+    if is_main:  # checkpoints half written when a previous attempt was killed
+        for partial in work.glob(".*.tmp.ckpt"):
+            partial.unlink(missing_ok=True)
     if (
         stamp.exists()
         and json.loads(stamp.read_text()).get("fingerprint") == fingerprint

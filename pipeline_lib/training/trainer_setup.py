@@ -25,9 +25,12 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from pipeline_lib.devices import pick_device
+from pipeline_lib.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,25 @@ def build_trainer(
         profiler=make_profiler(tc.get("profiler"), run_dir),
         precision=precision,
         log_every_n_steps=1,
+        plugins=[AtomicCheckpointIO()],
     )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their final name and renamed into place.
+
+    Lightning's own writer builds the file in the system temp folder and moves it: when that is
+    another file system (node-local /tmp on a cluster) the move is a copy, and a job killed
+    during it leaves a truncated ``last.ckpt`` that every rerun then fails to resume from. The
+    hidden partial file a kill leaves here is removed by the next attempt
+    (``train._resume_checkpoint``).
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options (writing {path})")
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def checkpoint_callbacks(tc: dict, work: Path) -> list[ModelCheckpoint]:

@@ -202,3 +202,39 @@ def all_targets():
     targets += list(tracking_metric_files().values())
     targets += [REPORT_OUTPUTS["summary_md"], REPORT_OUTPUTS["summary_json"]]
     return targets
+
+
+# ----------------------------------------------------------------------------- provenance
+
+PROVENANCE_JSON = "results/provenance.json"
+
+
+def provenance_config_files():
+    """Label -> every config file this run reads (pipeline config(s), model configs, tracker
+    config, video manifest)."""
+    files = {}
+    for i, path in enumerate(dict.fromkeys(str(p) for p in workflow.configfiles)):
+        files["pipeline_config" if i == 0 else f"pipeline_config_{i}"] = path
+    for model, entry in config["models"].items():
+        files[f"model_config:{model}"] = entry["config"]
+    if PLAN.tracker_training is not None and not PLAN.identities_from_model:
+        files["tracker_config"] = PLAN.tracker_training.config
+    if config["videos"].get("manifest"):
+        files["video_manifest"] = config["videos"]["manifest"]
+    return files
+
+
+def provenance_results():
+    """Every final result (everything `snakemake` builds except the report itself)."""
+    report_files = {REPORT_OUTPUTS["summary_md"], REPORT_OUTPUTS["summary_json"]}
+    return [t for t in all_targets() if t not in report_files]
+
+
+def provenance_seeds():
+    """Seeds set in the pipeline config; the models' seeds are read from their configs by the job."""
+    seeds = {"seed": config["seed"]}
+    if config["demo"]["enabled"]:
+        seeds["demo.seed"] = config["demo"]["seed"]
+    if PLAN.tracker_training is not None and not PLAN.identities_from_model:
+        seeds["tracker"] = PLAN.tracker_training.seed
+    return seeds

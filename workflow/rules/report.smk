@@ -1,5 +1,6 @@
-# Human-readable summary of a run: metrics tables, training curves, example frames, and the
-# demo PASS/FAIL line. Its files are also registered for `snakemake --report report.html`.
+# Human-readable summary of a run: metrics tables, training curves, example frames, the demo
+# PASS/FAIL line, and where the results came from (provenance). Its files are also registered
+# for `snakemake --report report.html`.
 
 
 rule report:
@@ -8,6 +9,7 @@ rule report:
         training_logs=list(training_log_files().values()),
         tracked=list(pose_files().values()),
         tracking_metrics=list(tracking_metric_files().values()),
+        provenance=PROVENANCE_JSON,
     output:
         summary_md=report(
             REPORT_OUTPUTS["summary_md"], caption="../report/summary.rst", category="1. Summary"

@@ -4,7 +4,8 @@ Each script is a thin adapter: it reads ``snakemake.input/output/params`` and ca
 pipeline_lib function. What every script needs before that call lives here: everything it prints
 (including C-level output from ffmpeg or torch) goes to the rule's log file, thread pools follow
 the rule's ``threads``, a job with a ``gpu`` resource claims cards that no other job of this
-machine holds (``pipeline_lib.gpu_claim``), and ``pipeline_lib`` is imported from the project this workflow belongs
+machine holds (``pipeline_lib.gpu_claim``), partial files a killed earlier attempt left beside
+the outputs are removed, and ``pipeline_lib`` is imported from the project this workflow belongs
 to, the same sources whose hash the rules pass as their ``code`` param.
 """
 
@@ -80,6 +81,12 @@ def run_stage(smk: Any, stage: Callable[[Any], Any]) -> None:
         pipeline_lib.__version__,
         platform.python_version(),
     )
+    # Snakemake gives this job sole ownership of its outputs, so hidden temporary copies of
+    # them can only be the partial files of an earlier attempt that was killed.
+    from pipeline_lib.io.atomic import remove_stale_temporaries
+
+    for tmp in remove_stale_temporaries(smk.output):
+        log.info("removed %s, left by a killed earlier attempt of this job", tmp)
     start = time.perf_counter()
     try:
         result = stage(smk)

@@ -24,6 +24,7 @@ def main(smk):
         n_example_frames=p.n_example_frames,
         demo_models=list(p.demo_models),
         demo_videos=list(p.demo_videos),
+        provenance=smk.input.provenance,
     )
 
 
