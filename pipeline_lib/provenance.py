@@ -39,6 +39,7 @@ EXTRA_PACKAGES = (
     "pytorch-lightning",
     "wandb",
     "nvidia-cudnn-cu12",
+    "nvidia-cudnn-cu13",
 )
 PROJECT_DISTRIBUTION = "pipeline-lib"
 
@@ -56,7 +57,11 @@ KEYS = (
     "config_sha256",
     "seeds",
     "job_threads",
+    "training_jobs",
 )
+
+#: Written by each training job into its run directory (:func:`write_job_environment`).
+JOB_ENVIRONMENT_FILE = "environment.json"
 
 
 def collect_provenance(
@@ -65,6 +70,7 @@ def collect_provenance(
     config_files: Mapping[str, str | os.PathLike],
     seeds: Mapping[str, Any],
     job_threads: Mapping[str, Any] | None = None,
+    model_dirs: Mapping[str, str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """The provenance record of a run.
 
@@ -79,12 +85,30 @@ def collect_provenance(
         job_threads: threads the workflow gives the jobs that compute results (training,
             evaluation, prediction). ``torch.num_threads`` below is only this process's, and
             results depend on the thread count of the job that computed them.
+        model_dirs: model name -> its run directory. The environment each training job
+            recorded there (:func:`write_job_environment`) is copied under ``training_jobs``:
+            on a cluster the trained weights come from a node this job may never see.
     """
     return {
         "provenance_version": PROVENANCE_VERSION,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "project": project_info(project_root),
         "packages": package_versions(),
+        **job_environment(),
+        "config_files": {label: file_record(path) for label, path in config_files.items()},
+        "config_sha256": _sha256_bytes(_canonical_json(config)),
+        "seeds": dict(seeds),
+        "job_threads": dict(job_threads or {}),
+        "training_jobs": {
+            model: read_job_environment(run_dir) for model, run_dir in (model_dirs or {}).items()
+        },
+    }
+
+
+def job_environment() -> dict[str, Any]:
+    """Where this process runs: time, Python, OS and node, hardware, torch settings, and the
+    scheduler's job id and GPU choice when there are any."""
+    return {
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": {
             "version": platform.python_version(),
             "implementation": platform.python_implementation(),
@@ -97,11 +121,26 @@ def collect_provenance(
         },
         "hardware": hardware_info(),
         "torch": torch_info(),
-        "config_files": {label: file_record(path) for label, path in config_files.items()},
-        "config_sha256": _sha256_bytes(_canonical_json(config)),
-        "seeds": dict(seeds),
-        "job_threads": dict(job_threads or {}),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
+
+
+def write_job_environment(run_dir: str | os.PathLike) -> None:
+    """Record :func:`job_environment` in ``run_dir`` (atomically), for the run's provenance."""
+    write_json_atomic(Path(run_dir) / JOB_ENVIRONMENT_FILE, job_environment())
+
+
+def read_job_environment(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The environment a training job recorded in ``run_dir``; None for run directories made
+    before jobs recorded it (or by other tools, e.g. sleap-nn)."""
+    path = Path(run_dir) / JOB_ENVIRONMENT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
 def write_provenance(path: str | os.PathLike, record: Mapping[str, Any]) -> None:

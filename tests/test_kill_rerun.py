@@ -307,10 +307,15 @@ def test_provenance_is_written_and_reported(
             "model_config:demo_centered_instance",
         }
         assert record["seeds"]["model:demo_centroid"] == 0
+        # Each model's training job recorded where it ran.
+        assert set(record["training_jobs"]) == {"demo_centroid", "demo_centered_instance"}
+        for environment in record["training_jobs"].values():
+            assert environment["hardware"]["cpu_count"] >= 1
     assert records[0]["config_files"] == records[1]["config_files"]
     assert records[0]["config_sha256"] == records[1]["config_sha256"]
     summary = (reference_run / "results/report/summary.md").read_text()
     assert "## Provenance" in summary
     assert records[0]["config_files"]["pipeline_config"]["sha256"][:12] in summary
+    assert "| trained demo_centroid |" in summary
     report_json = json.loads((reference_run / "results/report/summary.json").read_text())
     assert report_json["provenance"] == records[0]

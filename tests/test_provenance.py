@@ -26,6 +26,7 @@ from pipeline_lib.provenance import (
     collect_provenance,
     git_info,
     model_seeds,
+    write_job_environment,
     write_provenance,
 )
 
@@ -160,3 +161,22 @@ def test_model_seeds_fall_back_to_the_pipeline_seed(tmp_path: Path):
     seeded.write_text(yaml.safe_dump({"trainer_config": {"seed": 11}}))
     seeds = model_seeds({"m": files["model_config:m"], "s": seeded}, 3)
     assert seeds == {"model:m": 3, "model:s": 11}
+
+
+def test_training_jobs_environments_are_collected(tmp_path: Path, monkeypatch):
+    """The environment a training job wrote into its run dir (maybe on another node) is copied
+    into the run's record; run dirs without one (older, or sleap-nn's) say so with None."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4711")
+    trained = tmp_path / "models/a"
+    write_job_environment(trained)
+    monkeypatch.delenv("SLURM_JOB_ID")
+    files = _configs(tmp_path)
+    dirs = {"a": trained, "b": tmp_path / "models/b"}
+    record = collect_provenance(tmp_path, {}, files, {}, model_dirs=dirs)
+    assert record["training_jobs"]["a"]["slurm_job_id"] == "4711"
+    assert record["training_jobs"]["a"]["hardware"]["cpu_count"] >= 1
+    assert record["training_jobs"]["b"] is None and record["slurm_job_id"] is None
+
+    (trained / "environment.json").write_text("{cut sh")
+    with pytest.raises(ValueError, match=r"models/a/environment\.json: not valid JSON"):
+        collect_provenance(tmp_path, {}, files, {}, model_dirs=dirs)

@@ -9,6 +9,7 @@ their users; the packages are apt-get installed when missing); skips with the re
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shutil
@@ -221,3 +222,10 @@ def test_demo_runs_on_slurm_and_every_rule_job_is_in_sacct(slurm_run, slurm_env)
             expected = specs[rule].runtime_for(size)
             assert expected > specs[rule].runtime, rule
         assert _minutes(row[3]) == expected, row
+
+    # Provenance was written by a SLURM job and carries the job id of each training job.
+    record = json.loads((work / "results/provenance.json").read_text())
+    assert record["slurm_job_id"] in submitted
+    trained = {model: env["slurm_job_id"] for model, env in record["training_jobs"].items()}
+    assert set(trained) == set(config["models"]) and set(trained.values()) <= set(submitted)
+    assert record["job_threads"] == {"train_model": 1, "evaluate_model": 1, "predict_video": 1}

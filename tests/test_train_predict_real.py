@@ -1,5 +1,6 @@
 """Top-down training for a few steps on real fly data, then prediction on its video."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,11 @@ def test_training_writes_a_complete_run_dir(topdown_run):
             "training_config.yaml",
             "initial_config.yaml",
             "training_log.csv",
+            "environment.json",
         ):
             assert (run / name).exists(), name
+        environment = json.loads((run / "environment.json").read_text())
+        assert environment["torch"]["num_threads"] >= 1 and environment["platform"]["node"]
         resolved = yaml.safe_load((run / "training_config.yaml").read_text())
         assert resolved["data_config"]["skeletons"][0]["nodes"][0]["name"] == "head"
         assert resolved["model_config"]["total_params"] > 0

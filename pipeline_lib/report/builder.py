@@ -228,6 +228,22 @@ def _markdown(summary: dict[str, Any]) -> str:
 REPORT_PACKAGES = ("torch", "lightning", "sleap-io", "snakemake", "numpy", "opencv-python-headless")
 
 
+def _training_job_summary(env: dict[str, Any] | None) -> str:
+    """Node, devices and threads of the job that trained a model (they decide its weights)."""
+    if not env:
+        return "not recorded (run directory from before jobs recorded their environment)"
+    hw = env.get("hardware") or {}
+    gpus = ", ".join(g["name"] for g in hw.get("gpus") or []) or "no GPU"
+    text = (
+        f"{env.get('created_utc')} on {(env.get('platform') or {}).get('node')}: "
+        f"{hw.get('cpu_model')}, {gpus}, torch {(env.get('torch') or {}).get('version')} "
+        f"with {(env.get('torch') or {}).get('num_threads')} threads"
+    )
+    if env.get("slurm_job_id"):
+        text += f", SLURM job {env['slurm_job_id']}"
+    return text
+
+
 def _provenance_markdown(prov: dict[str, Any]) -> list[str]:
     """The provenance section: enough to tell whether two reports can be compared number for
     number (same code, configs, seeds, packages and kind of machine)."""
@@ -269,6 +285,8 @@ def _provenance_markdown(prov: dict[str, Any]) -> list[str]:
             "value": ", ".join(f"{k} {v}" for k, v in (prov.get("seeds") or {}).items()),
         },
     ]
+    for model, env in (prov.get("training_jobs") or {}).items():
+        rows.append({"what": f"trained {model}", "value": _training_job_summary(env)})
     for label, rec in (prov.get("config_files") or {}).items():
         rows.append({"what": label, "value": f"{rec['path']} (sha256 {rec['sha256'][:12]})"})
     return [

@@ -38,6 +38,7 @@ from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_at
 from pipeline_lib.io.labels import load_labels
 from pipeline_lib.io.skeleton import skeleton_to_dict
 from pipeline_lib.models.model import count_parameters
+from pipeline_lib.provenance import write_job_environment
 from pipeline_lib.training.callbacks import EpochLogWriter
 from pipeline_lib.training.experiment_logger import mask_secrets, wandb_logger
 from pipeline_lib.training.loaders import make_loader
@@ -460,11 +461,14 @@ def _resume_checkpoint(
 
 
 def _finalise(run_dir: Path, work: Path, resolved: dict, tc: dict) -> None:
-    """Publish the final outputs atomically: best weights, resolved config, the epoch log.
+    """Publish the final outputs atomically: the environment that trained (for the run's
+    provenance; written first, so finished weights never lack it), best weights, resolved
+    config, the epoch log.
 
     Then tidy the working folder as the checkpoint options ask: ``save_ckpt: false`` removes
     it entirely, otherwise ``last.ckpt`` stays only with ``model_ckpt.save_last``.
     """
+    write_job_environment(run_dir)
     best = work / "best.ckpt"
     if not best.exists():
         best = work / "last.ckpt"

@@ -56,6 +56,13 @@ def rule_threads(rule_name):
     return RESOURCES[rule_name].threads
 
 
+def job_threads(rule_name):
+    """Threads each job of this rule really gets. Snakemake caps them at --cores locally;
+    cluster runs have no --cores (``workflow.cores`` raises there), so the config's count holds."""
+    cores = workflow.resource_settings.cores
+    return min(rule_threads(rule_name), cores) if isinstance(cores, int) else rule_threads(rule_name)
+
+
 def rule_resources(rule_name):
     """The rule's mem_mb, runtime and gpu from config ``resources``; for predict_video and
     track_video, functions of the size of the input they scale with."""

@@ -16,12 +16,9 @@ rule provenance:
     params:
         config_labels=list(provenance_config_files()),
         model_configs={m: entry["config"] for m, entry in config["models"].items()},
+        model_dirs={m: model_dir(m) for m in config["models"]},
         seeds=provenance_seeds(),
-        # Snakemake gives a job at most --cores threads.
-        job_threads={
-            r: min(rule_threads(r), workflow.cores or rule_threads(r))
-            for r in ("train_model", "evaluate_model", "predict_video")
-        },
+        job_threads={r: job_threads(r) for r in ("train_model", "evaluate_model", "predict_video")},
         config=config,
         code=code("pipeline_lib.provenance"),
     log:

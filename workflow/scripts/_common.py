@@ -74,12 +74,14 @@ def run_stage(smk: Any, stage: Callable[[Any], Any]) -> None:
     claim_gpus(int(getattr(smk.resources, "gpu", 0) or 0))
     log = logging.getLogger(f"workflow.{smk.rule}")
     log.info(
-        "rule %s, wildcards %s, threads %d, pipeline_lib %s, python %s",
+        "rule %s, wildcards %s, threads %d, pipeline_lib %s, python %s, node %s%s",
         smk.rule,
         dict(smk.wildcards.items()),
         threads,
         pipeline_lib.__version__,
         platform.python_version(),
+        platform.node(),
+        f", SLURM job {os.environ['SLURM_JOB_ID']}" if os.environ.get("SLURM_JOB_ID") else "",
     )
     # Snakemake gives this job sole ownership of its outputs, so hidden temporary copies of
     # them can only be the partial files of an earlier attempt that was killed.

@@ -18,6 +18,7 @@ def main(smk):
         config_files=dict(zip(labels, configs, strict=True)),
         seeds=seeds,
         job_threads=dict(smk.params.job_threads),
+        model_dirs=dict(smk.params.model_dirs),
     )
     write_provenance(smk.output[0], record)
     project = record["project"]
