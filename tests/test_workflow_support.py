@@ -407,6 +407,12 @@ def test_code_version_follows_imports_only(tmp_path: Path) -> None:
     assert code_version("pipeline_lib.sub.stage", str(pkg), "1.0") == before
     (pkg / "base.py").write_text("def g():\n    return 2\n")
     assert code_version("pipeline_lib.sub.stage", str(pkg), "1.0") != before
+    # Parsed imports are remembered per file version: an edited file is parsed again.
+    (pkg / "sub/helper.py").write_text(
+        "from pipeline_lib.base import g\nimport pipeline_lib.other\n"
+    )
+    closure = {p.relative_to(pkg).as_posix() for p in module_closure("pipeline_lib.sub.stage", pkg)}
+    assert "other.py" in closure
     with pytest.raises(WorkflowConfigError, match="pipeline_lib.nope not found"):
         module_closure("pipeline_lib.nope", pkg)
 
