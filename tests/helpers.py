@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
 from pipeline_lib.config.training_config import HEAD_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ALL_HEADS = HEAD_NAMES
 
@@ -55,3 +63,41 @@ SLEAP_NN_RUN_DIRS = [
     "minimal_instance_multiclass_bottomup",
     "minimal_instance_multiclass_centered_instance",
 ]
+
+
+def reduced_demo_config(work: Path, epochs: int = 1) -> dict:
+    """The workflow's demo made small enough for a test run in ``work``: 40-frame videos
+    labelled every 2nd frame, and the project's model configs with 8-filter UNets trained
+    ``epochs`` x 2 steps (written to ``work``). Early stopping is off, so every run trains
+    exactly ``epochs`` epochs. Returns the pipeline config for the caller to adjust and write
+    to ``work/config/config.yaml``."""
+    (work / "config/models").mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["demo"].update({"n_frames": 40, "label_every": 2})
+    config["inference"]["peak_threshold"] = 0.0  # a few training steps give weak but usable peaks
+    for entry in config["models"].values():
+        cfg = yaml.safe_load((ROOT / entry["config"]).read_text())
+        cfg["model_config"]["backbone_config"]["unet"]["filters"] = 8
+        tc = cfg["trainer_config"]
+        tc.update(
+            {
+                "max_epochs": epochs,
+                "min_train_steps_per_epoch": 2,
+                "train_steps_per_epoch": 2,
+                "enable_progress_bar": False,
+            }
+        )
+        tc["early_stopping"]["stop_training_on_plateau"] = False
+        (work / entry["config"]).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return config
+
+
+def snakemake_dry_run(*args: str) -> subprocess.CompletedProcess:
+    """``snakemake -n --cores 1 ARGS`` on this project's workflow, output captured."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-n", "--cores", "1", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

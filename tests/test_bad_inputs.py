@@ -8,13 +8,13 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sleap_io as sio
 import yaml
+from helpers import snakemake_dry_run
 
 from pipeline_lib.cli import main
 from pipeline_lib.data.split import split_labels
@@ -367,14 +367,7 @@ def test_pipeline_config_with_wrong_type_and_typo_key(tmp_path):
     override.write_text(
         yaml.safe_dump({"inference": {"batch_size": "four"}, "videos": {"glob": []}})
     )
-    snakemake = Path(sys.executable).with_name("snakemake")
-    run = subprocess.run(
-        [str(snakemake), "-n", "--cores", "1", "--quiet", "rules", "--configfile", str(override)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = snakemake_dry_run("--quiet", "rules", "--configfile", str(override))
     assert run.returncode != 0
     assert "config videos.glob: unknown key; did you mean 'globs'?" in run.stderr + run.stdout
     assert "config inference.batch_size: expected an integer" in run.stderr + run.stdout

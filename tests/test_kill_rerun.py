@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 import yaml
+from helpers import reduced_demo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -38,28 +39,8 @@ VIDEOS = ("demo_0", "demo_1")
 
 
 def make_workdir(work: Path, epochs: int = EPOCHS) -> Path:
-    """The reduced demo in ``work``: 40-frame videos, 8-filter UNets trained ``epochs`` x 2 steps.
-
-    Early stopping is off so every run trains exactly ``epochs`` epochs, whatever the losses.
-    """
-    (work / "config/models").mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["demo"].update({"n_frames": 40, "label_every": 2})
-    config["inference"]["peak_threshold"] = 0.0  # weak models still give peaks to compare
-    for entry in config["models"].values():
-        cfg = yaml.safe_load((ROOT / entry["config"]).read_text())
-        cfg["model_config"]["backbone_config"]["unet"]["filters"] = 8
-        tc = cfg["trainer_config"]
-        tc.update(
-            {
-                "max_epochs": epochs,
-                "min_train_steps_per_epoch": 2,
-                "train_steps_per_epoch": 2,
-                "enable_progress_bar": False,
-            }
-        )
-        tc["early_stopping"]["stop_training_on_plateau"] = False
-        (work / entry["config"]).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    """The reduced demo in ``work``, its models trained exactly ``epochs`` x 2 steps."""
+    config = reduced_demo_config(work, epochs)
     (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return work
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import reduced_demo_config
 
 from pipeline_lib.workflow_resources import resolve_resources
 
@@ -87,14 +88,6 @@ def slurm_env() -> dict[str, str]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _shrink_model(src: Path, dst: Path) -> None:
-    cfg = yaml.safe_load(src.read_text())
-    cfg["model_config"]["backbone_config"]["unet"]["filters"] = 8
-    tc = cfg["trainer_config"]
-    tc.update({"max_epochs": 1, "min_train_steps_per_epoch": 2, "train_steps_per_epoch": 2})
-    dst.write_text(yaml.safe_dump(cfg, sort_keys=False))
-
-
 def _local_profile(dst: Path) -> None:
     """profiles/slurm pointed at the local partition, without GPU requests (no GPU here)."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
@@ -118,12 +111,7 @@ def _local_profile(dst: Path) -> None:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_env, tmp_path_factory) -> tuple[Path, str]:
     work = tmp_path_factory.mktemp("wf")
-    (work / "config/models").mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["demo"].update({"n_frames": 40, "label_every": 2})
-    config["inference"]["peak_threshold"] = 0.0  # two training steps give weak but usable peaks
-    for entry in config["models"].values():
-        _shrink_model(ROOT / entry["config"], work / entry["config"])
+    config = reduced_demo_config(work)
     config["resources"] = {
         rule: {"threads": 1, "mem_mb": 1000, "runtime": 20, "gpu": 0}
         for rule in config["resources"]

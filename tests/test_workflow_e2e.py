@@ -16,6 +16,7 @@ import h5py
 import pytest
 import sleap_io as sio
 import yaml
+from helpers import reduced_demo_config
 
 from pipeline_lib.tracking.gt_detections import as_untracked_predictions
 
@@ -40,23 +41,10 @@ def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Com
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def _shrink_model(src: Path, dst: Path) -> None:
-    cfg = yaml.safe_load(src.read_text())
-    cfg["model_config"]["backbone_config"]["unet"]["filters"] = 8
-    tc = cfg["trainer_config"]
-    tc.update({"max_epochs": 1, "min_train_steps_per_epoch": 2, "train_steps_per_epoch": 2})
-    dst.write_text(yaml.safe_dump(cfg, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("wf")
-    (work / "config/models").mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["demo"].update({"n_frames": 40, "label_every": 2})
-    config["inference"]["peak_threshold"] = 0.0  # two training steps give weak but usable peaks
-    for entry in config["models"].values():
-        _shrink_model(ROOT / entry["config"], work / entry["config"])
+    config = reduced_demo_config(work)
     (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = _snakemake(work)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]

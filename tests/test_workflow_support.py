@@ -6,12 +6,12 @@ import copy
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from helpers import snakemake_dry_run
 
 from pipeline_lib.workflow_support import (
     WorkflowConfigError,
@@ -421,14 +421,7 @@ def test_code_version_follows_imports_only(tmp_path: Path) -> None:
 
 
 def dry_run(*args: str) -> subprocess.CompletedProcess:
-    snakemake = Path(sys.executable).with_name("snakemake")
-    return subprocess.run(
-        [str(snakemake), "-n", "--cores", "1", "--quiet", "rules", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return snakemake_dry_run("--quiet", "rules", *args)
 
 
 def test_snakefile_rejects_bad_config_at_parse_time(tmp_path: Path) -> None:
@@ -462,14 +455,8 @@ def test_manifest_frames_reach_predict_video_jobs(tmp_path: Path) -> None:
     assert (plan.videos["clip_a"].frames, plan.videos["clip_b"].frames) == ("0-9", "10-19,30")
     assert plan.videos["demo_0"].frames is None
     targets = [f"results/predictions/clip_{x}.predictions.slp" for x in "ab"]
-    snakemake = Path(sys.executable).with_name("snakemake")
-    run = subprocess.run(
-        [str(snakemake), "-n", "--cores", "1", "--forceall", "--configfile", str(override)]
-        + ["--printshellcmds", *targets],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = snakemake_dry_run(
+        "--forceall", "--configfile", str(override), "--printshellcmds", *targets
     )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
@@ -477,13 +464,7 @@ def test_manifest_frames_reach_predict_video_jobs(tmp_path: Path) -> None:
     assert "wildcards: video=clip_a" in out and "wildcards: video=clip_b" in out
 
     manifest.write_text("path,id,frames\nclip.mp4,clip_a,9-0\n")
-    bad = subprocess.run(
-        [str(snakemake), "-n", "--cores", "1", "--quiet", "rules", "--configfile", str(override)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = dry_run("--configfile", str(override))
     assert bad.returncode != 0
     assert "videos.csv line 2: frames '9-0': range '9-0' runs backwards" in bad.stdout + bad.stderr
 
@@ -575,14 +556,7 @@ def test_dag_trains_the_tracker_before_tracking(tmp_path: Path) -> None:
             {"tracking": {"method": "gtr", "gtr": {"config": "config/tracking/demo_gtr.yaml"}}}
         )
     )
-    snakemake = Path(sys.executable).with_name("snakemake")
-    run = subprocess.run(
-        [str(snakemake), "-n", "--cores", "1", "--configfile", str(override), "--forceall"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = snakemake_dry_run("--configfile", str(override), "--forceall")
     assert run.returncode == 0, run.stderr + run.stdout
     assert "rule train_tracker:" in run.stdout
     assert "results/tracker/gtr/best.ckpt" in run.stdout

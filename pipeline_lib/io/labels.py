@@ -22,6 +22,16 @@ class LabelsError(ValueError):
     """A labels file that cannot be used; the message names the file and what is wrong."""
 
 
+def _existing_hdf5(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a LabelsError saying it is missing or not HDF5 (what a .slp is)."""
+    path = Path(path)
+    if not path.exists():
+        raise LabelsError(f"Labels file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise LabelsError(f"Labels file is not a valid SLEAP .slp (HDF5) file: {path}")
+    return path
+
+
 def load_labels(
     path: str | os.PathLike,
     video_paths: Sequence[str | os.PathLike] | None = None,
@@ -32,11 +42,7 @@ def load_labels(
     ``video_paths`` replaces the stored video filenames one-for-one. Without it, a video that
     does not exist is looked for beside the labels file under the same file name.
     """
-    path = Path(path)
-    if not path.exists():
-        raise LabelsError(f"Labels file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise LabelsError(f"Labels file is not a valid SLEAP .slp (HDF5) file: {path}")
+    path = _existing_hdf5(path)
     try:
         labels = sio.load_slp(str(path), open_videos=False)
     except Exception as exc:  # sleap-io raises many kinds on truncated files
@@ -79,11 +85,7 @@ def read_skeleton_nodes(path: str | os.PathLike) -> list[str]:
     Cheap enough to run while a workflow is parsed or before a command starts work, so a
     skeleton that does not fit is reported before any frame is decoded.
     """
-    path = Path(path)
-    if not path.exists():
-        raise LabelsError(f"Labels file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise LabelsError(f"Labels file is not a valid SLEAP .slp (HDF5) file: {path}")
+    path = _existing_hdf5(path)
     try:
         from sleap_io.io.slp import read_skeletons
 
