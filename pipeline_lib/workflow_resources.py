@@ -9,13 +9,15 @@ a test keeps the two equal.
 
 Prediction and tracking take time in proportion to the video (frames x pixels), and 1000 videos
 can differ by orders of magnitude, so those two rules add minutes (and, for tracking, memory)
-per GB of their main input. The size is one ``stat()`` per job: opening each video to read
-its frame count and size costs 2-90 ms per file with OpenCV (measured on the shared test
-videos), seconds to minutes on every DAG build of a 1000-video project. File size is a coarse
-proxy: real videos measured 0.002-0.013 bytes per pixel-frame, so the per-GB rates below are
-set from the compressed end and err on the long side. Prediction memory does not grow with the
-video (predictions are streamed to disk, bench/RESULTS.md), so only tracking, which holds
-every predicted instance in memory, scales its memory.
+per GB of their main input. The size is one ``stat()`` per job, taken when the job is ready:
+opening each video to read its frame count and size costs 2-90 ms per file with OpenCV
+(measured on the shared test videos), seconds to minutes for a 1000-video project. Only a
+video with a manifest frame range is opened, to scale its size by the share of frames
+selected. File size is a coarse proxy: real videos measured 0.002-0.013 bytes per
+pixel-frame, so the per-GB rates below are set from the compressed end and err on the long
+side. Prediction memory does not grow with the video (predictions are streamed to disk,
+bench/RESULTS.md), so only tracking, which holds every predicted instance in memory, scales
+its memory.
 
 Nothing here imports Snakemake: common.smk turns a :class:`RuleResources` into the rule's
 ``threads`` and ``resources`` (plain numbers, or functions of the job's input where a value
@@ -146,27 +148,59 @@ def input_bytes(path: str) -> int:
     return os.path.getsize(path)
 
 
-def _scaled(per_size: Callable[[int], int], input_name: str) -> Callable[..., int]:
+def selected_share(selection: str | None, video_path: str | os.PathLike) -> float:
+    """The share of a video's frames that a frame selection (``"0-999"``) covers.
+
+    1.0 without a selection, and also when the video cannot be opened or the selection does not
+    fit it: the job then fails and says why itself, and a resource function must not fail
+    first with a less helpful message. Opening the video costs 2-90 ms, so this is only done
+    for videos with a selection, when their job is ready to run (not while the DAG is built).
+    """
+    if not selection:
+        return 1.0
+    from pipeline_lib.inference.frames import parse_frame_selection
+    from pipeline_lib.io.video import open_video
+
+    try:
+        n_frames = int(open_video(video_path).shape[0])
+        return len(parse_frame_selection(selection, n_frames)) / n_frames
+    except (ValueError, TypeError):  # VideoError is a ValueError
+        return 1.0
+
+
+#: ``share(wildcards, input)``: the part of the scaling input a job really processes.
+InputShare = Callable[[Any, Any], float]
+
+
+def _scaled(
+    per_size: Callable[[int], int], input_name: str, share: InputShare | None
+) -> Callable[..., int]:
     def value(wildcards: Any, input: Any) -> int:  # Snakemake passes `input` by name
-        return per_size(input_bytes(str(getattr(input, input_name))))
+        size = input_bytes(str(getattr(input, input_name)))
+        if share is not None:
+            size = math.ceil(size * share(wildcards, input))
+        return per_size(size)
 
     return value
 
 
-def snakemake_resources(spec: RuleResources, scale_input: str | None = None) -> dict[str, Any]:
+def snakemake_resources(
+    spec: RuleResources, scale_input: str | None = None, input_share: InputShare | None = None
+) -> dict[str, Any]:
     """Keyword arguments for a rule's ``resources:`` directive.
 
     ``gpu`` is the resource the SLURM executor plugin submits as ``--gpus=N`` (with
     ``gpu_model``: ``--gpus=MODEL:N``) and profiles/default counts locally. Memory and run time
     are functions of the job's input when ``scale_input`` names the input they follow and the
-    rule has a per-GB rate.
+    rule has a per-GB rate; ``input_share`` scales that size down to the part a job processes
+    (prediction of a frame range: :func:`selected_share`).
     """
     resources: dict[str, Any] = {"mem_mb": spec.mem_mb, "runtime": spec.runtime, "gpu": spec.gpu}
     if spec.gpu_model:
         resources["gpu_model"] = spec.gpu_model
     if scale_input is not None:
         if spec.mem_mb_per_gb:
-            resources["mem_mb"] = _scaled(spec.mem_mb_for, scale_input)
+            resources["mem_mb"] = _scaled(spec.mem_mb_for, scale_input, input_share)
         if spec.runtime_per_gb:
-            resources["runtime"] = _scaled(spec.runtime_for, scale_input)
+            resources["runtime"] = _scaled(spec.runtime_for, scale_input, input_share)
     return resources

@@ -3,12 +3,14 @@ shipped config, schema and rules agreeing with pipeline_lib/workflow_resources.p
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from helpers import snakemake_dry_run
 
 from pipeline_lib.workflow_resources import (
     DEFAULTS,
@@ -16,6 +18,7 @@ from pipeline_lib.workflow_resources import (
     SCALE_INPUT,
     RuleResources,
     resolve_resources,
+    selected_share,
     snakemake_resources,
 )
 from pipeline_lib.workflow_support import WorkflowConfigError
@@ -115,3 +118,42 @@ def test_schema_knows_every_rule_and_every_rule_file_uses_its_entry() -> None:
     for rule in DEFAULTS:
         assert f'rule_resources("{rule}")' in rules_text, rule
         assert f'rule_threads("{rule}")' in rules_text, rule
+
+
+def test_selected_share_of_a_video(shared_data: Path, tmp_path: Path) -> None:
+    video = shared_data / "dreem_assets/sleap/three_flies.mp4"
+    n_frames = 128
+    assert selected_share(None, video) == selected_share("", video) == 1.0
+    assert selected_share("0-31", video) == pytest.approx(32 / n_frames)
+    assert selected_share("0-9,100,120-127", video) == pytest.approx(19 / n_frames)
+    # What the job itself reports is left to the job: the request falls back to the whole.
+    assert selected_share("0-999", video) == 1.0
+    assert selected_share("0-9", tmp_path / "missing.mp4") == 1.0
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    assert selected_share("0-9", tmp_path / "junk.mp4") == 1.0
+
+
+def test_a_frame_range_scales_the_prediction_request(shared_data: Path, tmp_path: Path) -> None:
+    """Through the workflow: two manifest rows for one video, one limited to a quarter of its
+    frames, ask for run times in proportion (dry run, which shows ready jobs' resources)."""
+    video = shared_data / "dreem_assets/sleap/three_flies.mp4"
+    work = tmp_path
+    (work / "videos.csv").write_text(f"path,id,frames\n{video},quarter,0-31\n{video},whole,\n")
+    (work / "o.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "videos": {"manifest": str(work / "videos.csv")},
+                "resources": {"predict_video": {"runtime": 1, "runtime_per_gb": 100000}},
+            }
+        )
+    )
+    targets = [f"results/predictions/{v}.predictions.slp" for v in ("quarter", "whole")]
+    run = snakemake_dry_run(*targets, "--forceall", "--configfile", str(work / "o.yaml"))
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    runtime = dict(re.findall(r"wildcards: video=(\w+)\n\s+resources: .*?runtime=(\d+)", out))
+    size_minutes = video.stat().st_size * 100000 / GB
+    assert int(runtime["whole"]) == math.ceil(1 + size_minutes)
+    assert int(runtime["quarter"]) == math.ceil(
+        1 + math.ceil(video.stat().st_size / 4) * 100000 / GB
+    )

@@ -6,7 +6,7 @@ import os
 import re
 
 import pipeline_lib
-from pipeline_lib.workflow_resources import SCALE_INPUT, resolve_resources, snakemake_resources
+from pipeline_lib.workflow_resources import SCALE_INPUT, resolve_resources, selected_share, snakemake_resources
 from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version
 from snakemake.exceptions import WorkflowError
 
@@ -66,7 +66,13 @@ def job_threads(rule_name):
 def rule_resources(rule_name):
     """The rule's mem_mb, runtime and gpu from config ``resources``; for predict_video and
     track_video, functions of the size of the input they scale with."""
-    return snakemake_resources(RESOURCES[rule_name], SCALE_INPUT.get(rule_name))
+    share = _predicted_share if rule_name == "predict_video" else None
+    return snakemake_resources(RESOURCES[rule_name], SCALE_INPUT.get(rule_name), share)
+
+
+def _predicted_share(wildcards, input):
+    """The share of its video a predict_video job reads (a manifest frame range)."""
+    return selected_share(video_frames(wildcards), input.video)
 
 
 def log_path(rule_name, name="run"):
