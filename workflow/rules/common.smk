@@ -65,14 +65,19 @@ def job_threads(rule_name):
 
 def rule_resources(rule_name):
     """The rule's mem_mb, runtime and gpu from config ``resources``; for predict_video and
-    track_video, functions of the size of the input they scale with."""
-    share = _predicted_share if rule_name == "predict_video" else None
-    return snakemake_resources(RESOURCES[rule_name], SCALE_INPUT.get(rule_name), share)
+    track_video, functions of the size of the input they scale with (for predict_video, of
+    the share of it a manifest frame range selects)."""
+    return snakemake_resources(
+        RESOURCES[rule_name], SCALE_INPUT.get(rule_name), INPUT_SHARE.get(rule_name)
+    )
 
 
 def _predicted_share(wildcards, input):
     """The share of its video a predict_video job reads (a manifest frame range)."""
     return selected_share(video_frames(wildcards), input.video)
+
+
+INPUT_SHARE = {"predict_video": _predicted_share}
 
 
 def log_path(rule_name, name="run"):
