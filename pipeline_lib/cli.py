@@ -23,8 +23,11 @@ from pipeline_lib.devices import PRECISIONS
 
 
 def _print(result) -> None:
+    """Print a command's result as strict JSON (a NaN metric is printed as null)."""
+    from pipeline_lib.io.json_io import dumps_strict
+
     if result is not None:
-        print(json.dumps(result, indent=2, default=str))
+        print(dumps_strict(result, default=str))
 
 
 def _demo(a: argparse.Namespace) -> None:
@@ -349,13 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline-lib`` command."""
+    from pipeline_lib.errors import exit_after_disk_full, failure_line, sigterm_raises
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
-        args.func(args)
-    except (ValueError, OSError, RuntimeError) as exc:  # OSError: missing file, unwritable folder
-        print(f"pipeline-lib {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        with sigterm_raises():  # a scheduler's SIGTERM ends the command like Ctrl-C, with a line
+            args.func(args)
+    except (ValueError, OSError, RuntimeError, KeyboardInterrupt) as exc:
+        # OSError: missing file, unwritable folder, full disk; KeyboardInterrupt: SIGINT/SIGTERM
+        message, code = failure_line(exc) or (str(exc), 1)
+        if isinstance(exc, KeyboardInterrupt) and message == str(exc) == "":
+            message = "interrupted"
+        print(f"pipeline-lib {args.command}: error: {message}", file=sys.stderr)
+        if argv is None and "No space left" in message:  # a real run, not a test calling main()
+            exit_after_disk_full(code)
+        return code
     return 0
 
 

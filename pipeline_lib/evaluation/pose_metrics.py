@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import sleap_io as sio
 
+from pipeline_lib.evaluation.null_reasons import pose_null_reasons
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic
 
 DEFAULT_OKS_STDDEV = 0.025
@@ -473,7 +474,7 @@ def save_pose_metrics(
     """
     if npz_path is not None and arrays is None:
         raise ValueError(f"npz_path {npz_path} was given but no arrays to write into it")
-    write_json_atomic(json_path, metrics)
+    write_json_atomic(json_path, metrics, why_null=pose_null_reasons(metrics))
     if arrays is None:
         return
     if npz_path is None:

@@ -45,6 +45,7 @@ import numpy as np
 import sleap_io as sio
 from scipy.optimize import linear_sum_assignment
 
+from pipeline_lib.evaluation.null_reasons import tracking_null_reasons
 from pipeline_lib.evaluation.pose_metrics import (
     DEFAULT_OKS_STDDEV,
     compute_oks,
@@ -397,7 +398,7 @@ def save_tracking_metrics(metrics: dict[str, float | int], json_path: str | os.P
     missing = [k for k in METRIC_KEYS if k not in metrics]
     if missing:
         raise ValueError(f"Tracking metrics for {json_path} lack keys {missing}")
-    write_json_atomic(json_path, metrics)
+    write_json_atomic(json_path, metrics, why_null=tracking_null_reasons(metrics))
 
 
 class DuplicateTrackError(ValueError):

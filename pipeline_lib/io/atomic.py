@@ -7,15 +7,17 @@ file that already existed is only replaced once the new one is fully written.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline_lib.errors import writing
+from pipeline_lib.io.json_io import dumps_strict
 
 
 def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Path:
@@ -94,19 +96,17 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     """Yield a temporary path in the target's folder; rename it over ``final`` on success.
 
     The temporary name keeps the target's suffix (libraries such as sleap-io and h5py pick the
-    format from it). On any exception the temporary file is removed and ``final`` is untouched.
+    format from it). On any exception the temporary file is removed and ``final`` is untouched;
+    a full disk is reported as :class:`~pipeline_lib.errors.DiskFullError` naming ``final``
+    (the writers themselves rarely say which file they were writing).
     """
     final = Path(final)
     tmp = temporary_sibling(final, suffix)
-    try:
+    with writing(final, cleanup=lambda: tmp.unlink(missing_ok=True)):
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"Nothing was written to the temporary file for {final}")
         os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -115,22 +115,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
-    """Write ``data`` as JSON atomically (NaN kept as JSON ``NaN`` so nothing is silently lost)."""
-    write_text_atomic(
-        path, json.dumps(data, indent=indent, sort_keys=False, default=_json_default) + "\n"
-    )
+def write_json_atomic(
+    path: str | os.PathLike,
+    data: Any,
+    indent: int = 2,
+    why_null: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``data`` as strict JSON atomically: a NaN or infinity becomes ``null``, explained
+    under ``why_null`` in the file (reasons by key path, see :mod:`pipeline_lib.io.json_io`)."""
+    write_text_atomic(path, dumps_strict(data, why_null, indent=indent) + "\n")
 
 
 def write_yaml_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as block-style YAML atomically, keys in insertion order."""
     write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
-
-
-def _json_default(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and paths, which ``json`` does not know."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")

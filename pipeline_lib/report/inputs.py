@@ -29,7 +29,8 @@ class ReportInputError(ValueError):
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a JSON object (NaN allowed, as the metrics writers emit it)."""
+    """Load a JSON object; ``null`` metrics (and the bare NaN of files older than the strict
+    writer) are read as "no value"."""
     path = Path(path)
     if not path.is_file():
         raise ReportInputError(f"Metrics file not found: {path}")

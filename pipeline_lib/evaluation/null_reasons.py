@@ -1,0 +1,45 @@
+"""Why a metric can have no value: the reasons written beside the nulls of a metrics file.
+
+A metric that cannot be computed (a mean over no matched pair, a ratio with a zero
+denominator) is NaN in memory and ``null`` in the JSON file (:mod:`pipeline_lib.io.json_io`);
+these functions say, by key path, why each such key can be empty given the file's counts, so
+someone reading ``metrics.test.json`` sees "no ground-truth instance matched a prediction"
+instead of a bare ``null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+NO_MATCH = "no ground-truth instance matched a prediction"
+
+
+def pose_null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """Reasons for the nulls a pose metrics dict (``evaluate_frames``) can hold."""
+    if not metrics.get("n_matched"):
+        why = NO_MATCH
+        if not metrics.get("n_pred_instances"):
+            why += " (there are no predicted instances)"
+        return {key: why for key in ("mOKS", "distance", "pck", "visibility", "per_node")}
+    return {
+        "distance": "no node visible in the ground truth has a visible matched prediction",
+        "pck": "no node is visible in the matched ground-truth instances",
+        "visibility.precision": "no node is predicted visible in the matched instances",
+        "visibility.recall": "no node is visible in the matched ground-truth instances",
+        "per_node": (
+            "the node is never visible in the matched ground-truth instances, "
+            "or never predicted where it is"
+        ),
+    }
+
+
+def tracking_null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """Reasons for the nulls a tracking metrics dict (``evaluate_tracking_frames``) can hold."""
+    no_pred = "there are no predicted instances"
+    return {
+        "motp": no_pred if not metrics.get("num_pred") else NO_MATCH,
+        "idp": no_pred,
+        "idf1": "there are neither ground-truth nor predicted instances",
+        "idr": "there are no ground-truth instances",
+    }
