@@ -71,6 +71,7 @@ class Plan:
     identities_from_model: bool = False  # multi-class predictor: tracking keeps its identities
     tracker_model: str | None = None  # run dir of the tracking transformer (method gtr)
     tracker_training: TrackerTraining | None = None  # set when the DAG trains that model
+    given_models: dict[str, Any] = field(default_factory=dict)  # name -> given_models.ModelFolder
 
 
 @dataclass(frozen=True)
@@ -394,9 +395,10 @@ def check_config_schema(config: Mapping[str, Any], schema_path: str | os.PathLik
     type was expected and what was found. ``validate`` still runs afterwards to fill defaults.
     """
     import jsonschema
-    import yaml
 
-    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    from pipeline_lib.config.yaml_io import load_yaml
+
+    schema = load_yaml(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
     problems: list[str] = []
     for error in validator.iter_errors(config):
@@ -479,7 +481,7 @@ def check_datasets(
     base = Path(base_dir)
     produced = {os.path.normpath(p) for p in produced}
     if not datasets:
-        raise WorkflowConfigError("config datasets: no dataset defined")
+        return  # nothing to train (models given by run_dir); check_models names a missing one
     for name, ds in datasets.items():
         labels = ds.get("labels") or []
         if not labels:
@@ -570,13 +572,16 @@ def check_models(
     datasets: Mapping[str, Any],
     predictor: Sequence[str],
     base_dir: str | os.PathLike = ".",
+    given: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Models name existing datasets and config files; the predictor names existing models.
+    ``given`` holds the checked ``run_dir`` models (:mod:`pipeline_lib.given_models`).
 
     Returns the model types of the predictor's models.
     """
     base = Path(base_dir)
-    model_types: dict[str, str] = {}
+    given = given or {}
+    model_types: dict[str, str] = {n: g.model_type for n, g in given.items()}
     if not models:
         raise WorkflowConfigError("config models: no model defined")
     for name, model in models.items():
@@ -584,6 +589,8 @@ def check_models(
             raise WorkflowConfigError(
                 f"config models.{name}: model names may only use letters, digits, '_', '.', '-'"
             )
+        if name in given:
+            continue
         if model.get("dataset") not in datasets:
             raise WorkflowConfigError(
                 f"config models.{name}.dataset: unknown dataset {model.get('dataset')!r} "
@@ -638,6 +645,11 @@ def _training_config_model_type(name: str, path: Path) -> str:
         raise WorkflowConfigError(f"config models.{name}.config: {exc}") from None
 
 
+def given_eval_splits(folder: Any) -> list[str]:
+    """A given model is evaluated (as split ``test``) only on the labels ``evaluate_on`` names."""
+    return ["test"] if folder.evaluate_on else []
+
+
 def eval_splits(dataset: Mapping[str, Any]) -> list[str]:
     """Splits worth evaluating: ``val`` always, ``test`` only when it can hold frames."""
     has_test = bool(dataset.get("test_labels")) or float(dataset.get("test_fraction", 0)) > 0
@@ -667,7 +679,15 @@ def build_plan(
     models = config.get("models") or {}
     predictor = list((config.get("predictor") or {}).get("models") or [])
     check_datasets(datasets, base, produced)
-    predictor_types = check_models(models, datasets, predictor, base)
+    from pipeline_lib.given_models import (
+        check_topdown_pair,
+        check_video_channels,
+        inspect_given_models,
+    )
+
+    given = inspect_given_models(models, base)
+    predictor_types = check_models(models, datasets, predictor, base, given)
+    check_topdown_pair(predictor, given)
     check_labels_skeletons(datasets, models, base, produced)
 
     videos_cfg = config.get("videos") or {}
@@ -676,14 +696,15 @@ def build_plan(
     )
     videos = collect_videos(videos_cfg, base, extra)
     videos = attach_ground_truth(videos, config.get("ground_truth"), base, produced)
+    check_video_channels(given, predictor, {v.id: v.path for v in videos if v.path not in produced})
 
     eval_model = predictor[-1]
-    eval_dataset = datasets[models[eval_model]["dataset"]]
     demo_labels = os.path.normpath(outs["labels"])
     demo_models = [
         name
         for name, m in models.items()
         if demo_on
+        and name not in given
         and any(os.path.normpath(p) == demo_labels for p in datasets[m["dataset"]]["labels"])
     ]
     tracker_model, tracker_training = check_tracker_model(
@@ -693,13 +714,16 @@ def build_plan(
         videos={v.id: v for v in videos},
         predictor=predictor,
         eval_model=eval_model,
-        eval_splits=eval_splits(eval_dataset),
+        eval_splits=given_eval_splits(given[eval_model])
+        if eval_model in given
+        else eval_splits(datasets[models[eval_model]["dataset"]]),
         produced=produced,
         demo_models=[m for m in demo_models if m == eval_model],
         demo_videos=[v.id for v in extra],
         identities_from_model=predictor_types[-1] in IDENTITY_HEADS,
         tracker_model=tracker_model,
         tracker_training=tracker_training,
+        given_models=given,
     )
 
 

@@ -42,13 +42,16 @@ def predict_video(
     frames: str | None = None,
     analysis_h5: str | os.PathLike | None = None,
     csv: str | os.PathLike | None = None,
+    predictor=None,
 ) -> dict:
     """Predict the frames of ``video_path`` (all, or a selection such as ``"0-99,150"``) and
     save the predictions to ``out_path``; on request also as SLEAP's analysis HDF5
     (``analysis_h5``) and a tidy CSV with one row per instance (``csv``).
 
     Predictions are appended to the ``.slp`` as they come, so memory does not grow with the
-    video's length (the analysis HDF5 and CSV are made from the finished file).
+    video's length (the analysis HDF5 and CSV are made from the finished file). ``predictor``:
+    one already made from ``model_dirs`` and ``options`` (:func:`make_predictor`), so that a job
+    predicting many videos loads its models once (:mod:`pipeline_lib.inference.batch`).
     """
     torch.set_num_threads(max(1, int(threads)))
     opts = options if isinstance(options, InferenceOptions) else InferenceOptions.from_dict(options)
@@ -57,7 +60,8 @@ def predict_video(
         selected = parse_frame_selection(frames, video.shape[0])
     except ValueError as exc:
         raise ValueError(f"Frame selection for video {video_path}: {exc}") from None
-    predictor = make_predictor(model_dirs, opts)
+    if predictor is None:
+        predictor = make_predictor(model_dirs, opts)
     summary = _run(
         predictor, opts, [(video, selected)], out_path, model_dirs, {"video": str(video_path)}
     )

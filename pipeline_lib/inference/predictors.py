@@ -466,15 +466,10 @@ class FilteredPredictor:
 
 def _head_of_dir(model_dir: str | os.PathLike) -> str:
     """Model type recorded in a run directory's resolved config."""
-    import yaml
+    from pipeline_lib.given_models import read_folder_config
+    from pipeline_lib.training.run_dir import head_of
 
-    from pipeline_lib.training.run_dir import TRAINING_CONFIG, head_of
-
-    path = os.path.join(model_dir, TRAINING_CONFIG)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Model folder {model_dir} has no {TRAINING_CONFIG}")
-    with open(path) as fh:
-        return head_of(yaml.safe_load(fh))[0]
+    return head_of(read_folder_config(model_dir)[1])[0]
 
 
 def to_labeled_frame(

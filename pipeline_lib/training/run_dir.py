@@ -22,7 +22,6 @@ from pathlib import Path
 
 import sleap_io as sio
 import torch
-import yaml
 
 from pipeline_lib.io.skeleton import skeleton_from_dict
 from pipeline_lib.models.model import PoseModel, build_model
@@ -91,17 +90,25 @@ def load_trained_model(
 ) -> TrainedModel:
     """Rebuild the network from ``training_config.yaml`` and load ``best.ckpt`` into it.
 
-    A sleap-nn run directory works too: its config is the same format, and its checkpoint's
-    tensors are matched to ours by position and shape (see ``map_checkpoint_part``).
+    A sleap-nn run directory works too: its config is the same format (YAML, or JSON in older
+    versions), and its checkpoint's tensors are matched to ours by position and shape (see
+    ``map_checkpoint_part``). A SLEAP <= 1.4 folder (``training_config.json`` +
+    ``best_model.h5``) is converted (:mod:`pipeline_lib.given_models` tells the layouts apart).
     """
+    from pipeline_lib.given_models import folder_layout, read_folder_config
+
     run_dir = Path(run_dir)
     cfg_path, ckpt_path = run_dir / TRAINING_CONFIG, run_dir / BEST_CKPT
+    if not cfg_path.exists() and run_dir.is_dir():
+        layout, cfg_path, ckpt_path = folder_layout(run_dir)
+        if layout == "sleap_legacy":
+            return _load_legacy_folder(run_dir, device)
     for p in (cfg_path, ckpt_path):
         if not p.exists():
             raise FileNotFoundError(
                 f"Model folder {run_dir} has no {p.name}; was training finished?"
             )
-    config = yaml.safe_load(cfg_path.read_text())
+    config = read_folder_config(run_dir)[1]
     head, head_cfg = head_of(config)
     _refuse_unsupported_head_options(head_cfg, cfg_path)
     skeletons = config["data_config"].get("skeletons") or []
@@ -131,6 +138,19 @@ def load_trained_model(
     model.load_state_dict(weights)
     model.eval().to(device)
     return TrainedModel(run_dir, config, model, skeleton, head, head_cfg)
+
+
+def _load_legacy_folder(folder: Path, device: str | torch.device) -> TrainedModel:
+    """A SLEAP <= 1.4 model folder, converted: config from its JSON, weights from Keras."""
+    from pipeline_lib.models.legacy_keras import load_legacy_model
+
+    config, model, _ = load_legacy_model(folder)
+    head, head_cfg = head_of(config)
+    skeletons = config["data_config"].get("skeletons") or []
+    if not skeletons:
+        raise ValueError(f"{folder}: the SLEAP config records no skeleton")
+    model.eval().to(device)
+    return TrainedModel(folder, config, model, skeleton_from_dict(skeletons[0]), head, head_cfg)
 
 
 #: Head options of newer sleap-nn versions that change what the network outputs; a run

@@ -7,6 +7,7 @@ import re
 
 import pipeline_lib
 from pipeline_lib.workflow_resources import SCALE_INPUT, resolve_resources, selected_share, snakemake_resources
+from pipeline_lib.inference.batch import video_batches
 from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version
 from snakemake.exceptions import WorkflowError
 
@@ -30,6 +31,12 @@ except WorkflowConfigError as exc:
     raise WorkflowError(f"Invalid pipeline config: {exc}") from None
 
 
+# videos.per_job > 1: batches of videos predicted by one job each (rule predict_batch).
+PER_JOB = config["videos"]["per_job"]
+BATCHES = video_batches(PLAN.videos, PER_JOB) if PER_JOB > 1 else {}
+BATCH_OF = {v: b for b, vids in BATCHES.items() for v in vids}
+
+
 def _alternation(names):
     """Regex matching exactly one of ``names`` (never matching when there are none)."""
     names = sorted(names)
@@ -41,6 +48,7 @@ wildcard_constraints:
     model=_alternation(config["models"]),
     video=_alternation(PLAN.videos),
     split="val|test",
+    batch=_alternation(BATCHES),
 
 
 def code(entry):
@@ -80,6 +88,23 @@ def _predicted_share(wildcards, input):
 INPUT_SHARE = {"predict_video": _predicted_share}
 
 
+def staged_prediction(video):
+    """Where predict_batch leaves a video's predictions for predict_video to publish."""
+    return f"results/predictions/staged/{video}.predictions.slp"
+
+
+def batch_resources(rule_name):
+    """A batch job asks for what one job of ``rule_name`` asks for, with the run time of all
+    its videos together (minutes per GB of video, summed)."""
+    spec = RESOURCES[rule_name]
+    resources = snakemake_resources(spec)
+    if spec.runtime_per_gb:
+        resources["runtime"] = lambda w, input: spec.runtime_for(
+            sum(os.path.getsize(p) for p in input.videos)
+        )
+    return resources
+
+
 def log_path(rule_name, name="run"):
     return f"results/logs/{rule_name}/{name}.log"
 
@@ -95,6 +120,24 @@ def dataset_of(model):
     return config["models"][model]["dataset"]
 
 
+# Models given as trained folders (models.<name>.run_dir) are inputs, never trained.
+GIVEN = PLAN.given_models
+TRAINED_MODELS = [m for m in config["models"] if m not in GIVEN]
+
+
+def eval_labels(model, split):
+    """The labelled frames a model is evaluated on: its dataset's split, or for a given model
+    the labels its ``evaluate_on`` names."""
+    if model in GIVEN:
+        return GIVEN[model].evaluate_on
+    return split_path(dataset_of(model), split)
+
+
+def model_config_file(model):
+    """The training config a model was (or will be) trained from."""
+    return GIVEN[model].config_file if model in GIVEN else config["models"][model]["config"]
+
+
 def split_path(dataset, split):
     return f"results/splits/{dataset}/{split}.slp"
 
@@ -104,12 +147,17 @@ def cache_dir(dataset):
 
 
 def model_dir(model):
-    return f"results/models/{model}"
+    """The folder inference reads: the run directory a model trains into, or the given one."""
+    return GIVEN[model].path if model in GIVEN else f"results/models/{model}"
 
 
 def model_files(models):
     """Files that mark a trained model (its run directory is what inference reads)."""
-    return [f"{model_dir(m)}/{name}" for m in models for name in ("best.ckpt", "training_config.yaml")]
+    files = []
+    for m in models:
+        names = ("best.ckpt", "training_config.yaml")
+        files += GIVEN[m].files if m in GIVEN else [f"{model_dir(m)}/{name}" for name in names]
+    return files
 
 
 def model_chain(model):
@@ -184,11 +232,11 @@ def gt_videos():
 def pose_metrics_files():
     """``{"model/split": metrics json}`` for the evaluated model."""
     m = PLAN.eval_model
-    return {f"{m}/{s}": f"{model_dir(m)}/metrics.{s}.json" for s in PLAN.eval_splits}
+    return {f"{m}/{s}": f"results/models/{m}/metrics.{s}.json" for s in PLAN.eval_splits}
 
 
 def training_log_files():
-    return {m: f"{model_dir(m)}/training_log.csv" for m in config["models"]}
+    return {m: f"{model_dir(m)}/training_log.csv" for m in TRAINED_MODELS}
 
 
 def pose_files():
@@ -233,8 +281,8 @@ def provenance_config_files():
     files = {}
     for i, path in enumerate(dict.fromkeys(str(p) for p in workflow.configfiles)):
         files["pipeline_config" if i == 0 else f"pipeline_config_{i}"] = path
-    for model, entry in config["models"].items():
-        files[f"model_config:{model}"] = entry["config"]
+    for model in config["models"]:
+        files[f"model_config:{model}"] = model_config_file(model)
     if PLAN.tracker_training is not None and not PLAN.identities_from_model:
         files["tracker_config"] = PLAN.tracker_training.config
     if config["videos"].get("manifest"):

@@ -6,8 +6,9 @@
 rule evaluate_model:
     input:
         models=lambda w: model_files(model_chain(w.model)),
-        labels=lambda w: split_path(dataset_of(w.model), w.split),
+        labels=lambda w: eval_labels(w.model, w.split),
     output:
+        # also for a given model (run_dir): its folder stays untouched
         metrics="results/models/{model}/metrics.{split}.json",
         npz="results/models/{model}/metrics.{split}.npz",
         predictions="results/models/{model}/labels_pr.{split}.slp",

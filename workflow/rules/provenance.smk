@@ -15,8 +15,8 @@ rule provenance:
         report(PROVENANCE_JSON, caption="../report/provenance.rst", category="6. Provenance"),
     params:
         config_labels=list(provenance_config_files()),
-        model_configs={m: entry["config"] for m, entry in config["models"].items()},
-        model_dirs={m: model_dir(m) for m in config["models"]},
+        model_configs={m: config["models"][m]["config"] for m in TRAINED_MODELS},
+        model_dirs={m: model_dir(m) for m in TRAINED_MODELS},
         seeds=provenance_seeds(),
         job_threads={r: job_threads(r) for r in ("train_model", "evaluate_model", "predict_video")},
         config=config,

@@ -8,6 +8,8 @@
 
 
 rule train_model:
+    wildcard_constraints:
+        model=_alternation(TRAINED_MODELS),  # models given by run_dir are never trained
     input:
         config=lambda w: config["models"][w.model]["config"],
         train=lambda w: split_path(dataset_of(w.model), "train"),
