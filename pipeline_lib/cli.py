@@ -352,7 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline-lib`` command."""
-    from pipeline_lib.errors import exit_after_disk_full, failure_line, sigterm_raises
+    from pipeline_lib.errors import (
+        exit_after_disk_full,
+        failure_line,
+        is_disk_full,
+        sigterm_raises,
+    )
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -362,10 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, KeyboardInterrupt) as exc:
         # OSError: missing file, unwritable folder, full disk; KeyboardInterrupt: SIGINT/SIGTERM
         message, code = failure_line(exc) or (str(exc), 1)
-        if isinstance(exc, KeyboardInterrupt) and message == str(exc) == "":
-            message = "interrupted"
         print(f"pipeline-lib {args.command}: error: {message}", file=sys.stderr)
-        if argv is None and "No space left" in message:  # a real run, not a test calling main()
+        if argv is None and is_disk_full(exc):  # a real run, not a test calling main()
             exit_after_disk_full(code)
         return code
     return 0

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import sleap_io as sio
 
+from pipeline_lib.errors import writing
 from pipeline_lib.io.atomic import temporary_sibling
 from pipeline_lib.io.labels import is_embedded_video
 from pipeline_lib.io.skeleton import stable_symmetries
@@ -127,7 +128,7 @@ class PredictionsWriter:
 
         self._tmp = temporary_sibling(self.path)
         self._file: h5py.File | None = None
-        try:
+        with writing(self.path, cleanup=self._discard):
             header = sio.Labels(
                 videos=self.videos,
                 skeletons=[skeleton],
@@ -145,9 +146,6 @@ class PredictionsWriter:
                 self._file.create_dataset(
                     name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(_CHUNK_ROWS,)
                 )
-        except BaseException:
-            self._discard()
-            raise
 
     @property
     def buffered_frames(self) -> int:
@@ -242,7 +240,8 @@ class PredictionsWriter:
         self.n_instances += n_inst
         self._n_points += len(pred_points)
         if len(self._buffer) >= self.flush_every:
-            self._flush()
+            with writing(self.path, cleanup=self._discard):
+                self._flush()
 
     def close(self, provenance_update: dict | None = None) -> None:
         """Write what is buffered, merge ``provenance_update`` into the file's provenance and
@@ -255,16 +254,13 @@ class PredictionsWriter:
         """
         if self._closed:
             return
-        try:
+        with writing(self.path, cleanup=self._discard):
             self._flush()
             if provenance_update:
                 self._update_provenance(_jsonable(dict(provenance_update)))
             self._file.close()
             self._file = None
             os.replace(self._tmp, self.path)
-        except BaseException:
-            self._discard()
-            raise
         self._closed = True
 
     def abort(self) -> None:
@@ -352,7 +348,14 @@ class PredictionsWriter:
         meta.attrs["json"] = np.bytes_(blob)
 
     def _discard(self) -> None:
-        """Close and delete the temporary file, ignoring a file that is already gone."""
+        """Close and delete the temporary file, ignoring a file that is already gone.
+
+        The file is emptied before it is closed: after a write failed on a full disk, HDF5
+        cannot close it (it still has metadata to write) and crashes the process when it tries
+        again at exit, unless the file's space is given back first.
+        """
+        with contextlib.suppress(OSError):
+            os.truncate(self._tmp, 0)
         if self._file is not None:
             with contextlib.suppress(Exception):
                 self._file.close()

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
 from pipeline_lib.config import config_to_dict, load_training_config
 from pipeline_lib.config.training_config import HEAD_NAMES
+from pipeline_lib.config.yaml_io import load_yaml
 from pipeline_lib.data.cache import build_image_cache, cache_matches, file_sha256
 from pipeline_lib.data.datasets import CROP_HEADS, SampleSpec, crop_margin_for
 from pipeline_lib.data.frame_source import FrameShape, open_frame_source
@@ -35,6 +35,7 @@ from pipeline_lib.data.pipelines import SplitData, make_datasets
 from pipeline_lib.data.transforms import make_transform, model_input_channels
 from pipeline_lib.devices import resolve_precision
 from pipeline_lib.io.atomic import atomic_path, write_json_atomic, write_yaml_atomic
+from pipeline_lib.io.checkpoints import check_resumable
 from pipeline_lib.io.labels import load_labels
 from pipeline_lib.io.skeleton import skeleton_to_dict
 from pipeline_lib.models.model import count_parameters
@@ -55,7 +56,8 @@ from pipeline_lib.training.run_dir import (
     backbone_of,
     head_of,
 )
-from pipeline_lib.training.trainer_setup import build_trainer, training_accelerator
+from pipeline_lib.training.run_lock import run_dir_lock
+from pipeline_lib.training.trainer_setup import build_trainer, run_fit, training_accelerator
 from pipeline_lib.training.visualize import PredictionVisualizer
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,26 @@ def train_model(
     ``seed`` is used when the config's
     ``trainer_config.seed`` is null. Rerunning after a kill resumes from
     ``run_dir/checkpoints/last.ckpt`` if the config and data are unchanged.
+
+    The run directory is locked for the whole run (``run_lock``): a second training into it
+    fails at once. SIGTERM or SIGINT stop it with ``TrainingInterrupted`` (``run_fit``).
     """
+    with run_dir_lock(run_dir):
+        _train_model(
+            config_path, train_labels, val_labels, cache_dir, run_dir, threads, seed, precision
+        )
+
+
+def _train_model(
+    config_path: str | os.PathLike,
+    train_labels: str | os.PathLike,
+    val_labels: str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
+    run_dir: str | os.PathLike,
+    threads: int,
+    seed: int | None,
+    precision: str,
+) -> None:
     started = time.time()
     torch.set_num_threads(max(1, int(threads)))
     run_dir = Path(run_dir)
@@ -96,9 +117,7 @@ def train_model(
 
     user_cfg = load_training_config(config_path)
     cfg = config_to_dict(user_cfg)
-    write_yaml_atomic(
-        run_dir / INITIAL_CONFIG, mask_secrets(yaml.safe_load(Path(config_path).read_text()))
-    )
+    write_yaml_atomic(run_dir / INITIAL_CONFIG, mask_secrets(load_yaml(config_path)))
     head, _ = head_of(cfg)
     if head not in SUPPORTED_HEADS:
         raise NotImplementedError(
@@ -178,9 +197,7 @@ def train_model(
         len(val_ds),
         f"resuming from {resume}" if resume else "from scratch",
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
-    if trainer.interrupted:
-        raise RuntimeError("Training was interrupted; rerun the same command to resume")
+    run_fit(trainer, work, module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
 
     if not trainer.is_global_zero:
         return  # the other processes of a multi-device run leave publishing to rank 0
@@ -433,8 +450,19 @@ def _resume_checkpoint(
 
     A leftover checkpoint from a different config or different data is discarded, never resumed.
     Only the main process (rank 0 of a multi-process run) deletes or stamps anything; the other
-    ranks start after it and reach the same answer from what it left.
+    ranks start after it and reach the same answer from what it left. The chosen checkpoint is
+    checked to hold only tensors and plain values before Lightning unpickles it
+    (:func:`check_resumable`); one that does not is refused, naming the file.
     """
+    found = _resume_candidate(work, fingerprint, resume_ckpt_path, is_main)
+    if found is not None:
+        check_resumable(found)
+    return found
+
+
+def _resume_candidate(
+    work: Path, fingerprint: str, resume_ckpt_path: str | None, is_main: bool
+) -> str | None:
     stamp = work / "fingerprint.json"
     last = work / "last.ckpt"
     if is_main:  # checkpoints half written when a previous attempt was killed

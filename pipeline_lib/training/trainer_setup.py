@@ -21,6 +21,8 @@ finished; the published ``best.ckpt`` is still written, as the pipeline needs it
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import warnings
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from pipeline_lib.devices import pick_device
+from pipeline_lib.errors import Interrupted
 from pipeline_lib.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,49 @@ def build_trainer(
         precision=precision,
         log_every_n_steps=1,
         plugins=[AtomicCheckpointIO()],
+    )
+
+
+class TrainingInterrupted(Interrupted):
+    """Training stopped by SIGTERM or SIGINT; its checkpoints are kept for the resume."""
+
+
+def run_fit(trainer: L.Trainer, work: Path, *args, **kwargs) -> None:
+    """``trainer.fit(*args, **kwargs)``; a stop signal raises :class:`TrainingInterrupted`.
+
+    Lightning ends a fit on SIGTERM by raising ``SIGTERMException``, a ``SystemExit`` without a
+    code, and on Ctrl-C (or the :class:`~pipeline_lib.errors.Interrupted` of
+    ``sigterm_raises``) with ``sys.exit(1)``: either would end the process silently, the first
+    with exit status 0, as if training had finished. The checkpoints in ``work`` stay, so
+    the same command resumes.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        trainer.fit(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if not trainer.interrupted:
+            raise
+        raise _interrupted(trainer, work, exc) from None
+    finally:
+        if main_thread and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C after the first
+    if trainer.interrupted:
+        raise _interrupted(trainer, work, None)
+
+
+def _interrupted(trainer: L.Trainer, work: Path, exc: BaseException | None) -> TrainingInterrupted:
+    signum = signal.SIGTERM if trainer.received_sigterm else signal.SIGINT
+    while exc is not None:  # our own handler's exception, under Lightning's SystemExit
+        if isinstance(exc, Interrupted):
+            signum = exc.signum
+            break
+        exc = exc.__cause__ or exc.__context__
+    name = signal.Signals(signum).name
+    return TrainingInterrupted(
+        signum,
+        f"Training was interrupted by {name}; its checkpoints in {work} are kept: rerun the "
+        "same command to resume",
     )
 
 

@@ -52,7 +52,9 @@ def _limit_threads(threads: int) -> None:
 def run_stage(smk: Any, stage: Callable[[Any], Any]) -> None:
     """Set up logging and threads, run ``stage(smk)``, and log its returned summary.
 
-    An exception propagates, so the job fails and its traceback ends up in the log.
+    An exception propagates, so the job fails and its traceback ends up in the log; a failure
+    :func:`pipeline_lib.errors.failure_line` knows (full disk, SIGTERM/SIGINT, run folder in use)
+    is logged as one line instead and the job exits non-zero.
     """
     if not smk.log:
         raise RuntimeError(f"Rule {smk.rule} declares no log file; every rule must have one")
@@ -89,13 +91,22 @@ def run_stage(smk: Any, stage: Callable[[Any], Any]) -> None:
 
     for tmp in remove_stale_temporaries(smk.output):
         log.info("removed %s, left by a killed earlier attempt of this job", tmp)
+    from pipeline_lib.errors import exit_after_disk_full, failure_line, is_disk_full, sigterm_raises
+
     start = time.perf_counter()
     try:
-        result = stage(smk)
-    except BaseException:
-        # Python prints the traceback to stderr, i.e. into this log, right after this line.
+        with sigterm_raises():  # a scheduler's time limit ends the job with a message
+            result = stage(smk)
+    except BaseException as exc:
         log.error("rule %s failed after %.1f s", smk.rule, time.perf_counter() - start)
-        raise
+        known = failure_line(exc)
+        if known is None:
+            raise  # Python prints the traceback into this log, right after that line
+        # A known condition (full disk, stop signal, run folder in use): one line, no traceback.
+        log.error("%s", known[0])
+        if is_disk_full(exc):
+            exit_after_disk_full(known[1])
+        sys.exit(known[1])
     log.info("rule %s finished in %.1f s", smk.rule, time.perf_counter() - start)
     if result is not None:
         log.info("result: %s", json.dumps(result, indent=2, default=str))

@@ -88,10 +88,12 @@ from pipeline_lib.tracking.gtr.run_config import (
 )
 from pipeline_lib.training.callbacks import EpochLogWriter, _num
 from pipeline_lib.training.run_dir import BEST_CKPT, TRAINING_LOG, WORK_DIR
+from pipeline_lib.training.run_lock import run_dir_lock
 from pipeline_lib.training.train import _resume_checkpoint
 from pipeline_lib.training.trainer_setup import (
     checkpoint_callbacks,
     resolve_devices,
+    run_fit,
     training_accelerator,
 )
 
@@ -402,7 +404,8 @@ def train_tracker(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     try:
-        return _train(load_run_config(config), Path(run_dir), seed, callbacks or [], started)
+        with run_dir_lock(run_dir):  # one training per run directory
+            return _train(load_run_config(config), Path(run_dir), seed, callbacks or [], started)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -482,9 +485,9 @@ def _train(
     with warnings.catch_warnings():
         # Without a validation set the module's validation_step is simply not used.
         warnings.filterwarnings("ignore", message=r".*validation_step.* no `val_dataloader`")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
-    if trainer.interrupted:
-        raise RuntimeError("Training was interrupted; rerun the same command to resume")
+        run_fit(
+            trainer, work, module, train_loader, val_loader, ckpt_path=resume, weights_only=True
+        )
     train_ds.close()
     if val_ds is not None:
         val_ds.close()
@@ -626,7 +629,7 @@ def _test_metrics(
         decode_frames=config.tracker.use_vis_feats,
     )
     loader = _loader(test_ds, config.test_dataloader, seed)
-    results = trainer.test(module, loader, ckpt_path=str(best), verbose=False)
+    results = trainer.test(module, loader, ckpt_path=str(best), verbose=False, weights_only=True)
     test_ds.close()
     metrics = results[0] if results else {}
     return {
