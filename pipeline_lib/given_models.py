@@ -25,8 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline_lib.config.yaml_io import load_yaml
 from pipeline_lib.workflow_support import WorkflowConfigError
 
 YAML_CONFIG, JSON_CONFIG = "training_config.yaml", "training_config.json"
@@ -105,8 +104,7 @@ def read_folder_config(folder: str | os.PathLike) -> tuple[str, dict[str, Any]]:
         from pipeline_lib.config.legacy import convert_legacy_config
 
         return layout, convert_legacy_config(cfg_path)
-    text = cfg_path.read_text()
-    config = yaml.safe_load(text) if layout == "pipeline" else json.loads(text)
+    config = load_yaml(cfg_path) if layout == "pipeline" else json.loads(cfg_path.read_text())
     if not isinstance(config, dict) or not isinstance(config.get("model_config"), dict):
         raise ValueError(f"{cfg_path} has no model_config section")
     return layout, config
@@ -203,6 +201,17 @@ def check_topdown_pair(predictor: Sequence[str], given: Mapping[str, ModelFolder
             f"{pair} use different anchor parts: {centroid.anchor_part!r} vs "
             f"{topdown.anchor_part!r} (null = the centre of the instance's bounding box)"
         )
+
+
+def check_evaluate_on(given: Mapping[str, ModelFolder], predictor: Sequence[str]) -> None:
+    """Only the predictor's last model is evaluated, with the whole predictor running (so a
+    top-down pair is scored end to end); ``evaluate_on`` anywhere else would be ignored."""
+    for name, folder in given.items():
+        if folder.evaluate_on and (not predictor or name != predictor[-1]):
+            raise WorkflowConfigError(
+                f"config models.{name}.evaluate_on: only the predictor's last model is "
+                f"evaluated (with the whole predictor {list(predictor)}); move evaluate_on there"
+            )
 
 
 def check_video_channels(

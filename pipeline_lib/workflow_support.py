@@ -680,6 +680,7 @@ def build_plan(
     predictor = list((config.get("predictor") or {}).get("models") or [])
     check_datasets(datasets, base, produced)
     from pipeline_lib.given_models import (
+        check_evaluate_on,
         check_topdown_pair,
         check_video_channels,
         inspect_given_models,
@@ -688,6 +689,7 @@ def build_plan(
     given = inspect_given_models(models, base)
     predictor_types = check_models(models, datasets, predictor, base, given)
     check_topdown_pair(predictor, given)
+    check_evaluate_on(given, predictor)
     check_labels_skeletons(datasets, models, base, produced)
 
     videos_cfg = config.get("videos") or {}
