@@ -16,13 +16,23 @@ min_version("9.0")
 # also the one the job scripts import.
 sys.path.insert(0, workflow.basedir)
 
+from snakemake.exceptions import WorkflowError
+from pipeline_lib.config.yaml_io import YamlFileError, check_yaml_files
+
+# Snakemake's YAML reader reports a syntax error without file or line and keeps the last of
+# two repeated keys: our reader goes over the config files first (those of --configfile have
+# passed Snakemake's reader already, so only repeated keys are left to find in them).
+try:
+    check_yaml_files(["config/config.yaml", *workflow.config_settings.configfiles])
+except YamlFileError as exc:
+    raise WorkflowError(f"Invalid pipeline config {exc}") from None
+
 
 configfile: "config/config.yaml"
 
 
 # Every problem at once, named by its key, with "did you mean"; `validate` then fills defaults.
 from pipeline_lib.workflow_support import WorkflowConfigError, check_config_schema
-from snakemake.exceptions import WorkflowError
 
 try:
     check_config_schema(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
@@ -41,7 +51,14 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/predict.smk"
+if BATCHES:  # videos.per_job > 1
+
+    include: "workflow/rules/predict_batch.smk"
+
+else:
+
+    include: "workflow/rules/predict.smk"
+
 include: "workflow/rules/track.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/report.smk"

@@ -39,7 +39,8 @@ GB = 1024**3
 
 #: The input (by its name in the rule) whose size a scaling rule's requests follow:
 #: prediction reads the video; tracking reads the predictions (about frames x animals).
-SCALE_INPUT = {"predict_video": "video", "track_video": "predictions"}
+#: A batch of videos (``videos.per_job``) scales with all its videos together.
+SCALE_INPUT = {"predict_video": "video", "predict_batch": "videos", "track_video": "predictions"}
 
 _GPU_MODEL_RE = re.compile(r"^[A-Za-z0-9_.]+$")  # what the SLURM plugin accepts in --gpus=MODEL:N
 
@@ -74,6 +75,7 @@ DEFAULTS: dict[str, RuleResources] = {
     "train_model": RuleResources(threads=8, mem_mb=32000, runtime=1440, gpu=1),
     "evaluate_model": RuleResources(threads=4, mem_mb=8000, runtime=60, gpu=1),
     "predict_video": RuleResources(threads=4, mem_mb=8000, runtime=60, gpu=1, runtime_per_gb=120),
+    "predict_batch": RuleResources(threads=4, mem_mb=8000, runtime=60, gpu=1, runtime_per_gb=120),
     # The small tracking transformer trains fastest on one CPU thread (bench/RESULTS.md).
     "train_tracker": RuleResources(threads=1, mem_mb=8000, runtime=240, gpu=1),
     "track_video": RuleResources(
@@ -132,7 +134,8 @@ def resolve_resources(
                 raise WorkflowConfigError(f"{where}.{name}: unknown key; known: {', '.join(_KEYS)}")
             if name in _SCALING_KEYS and rule not in SCALE_INPUT and value:
                 raise WorkflowConfigError(
-                    f"{where}.{name}: only {' and '.join(SCALE_INPUT)} scale with their input"
+                    f"{where}.{name}: only {', '.join(list(SCALE_INPUT)[:-1])} and "
+                    f"{list(SCALE_INPUT)[-1]} scale with their input"
                 )
             checked[name] = _check_value(name, value, f"{where}.{name}")
         resolved[rule] = replace(DEFAULTS[rule], **checked)
@@ -176,7 +179,9 @@ def _scaled(
     per_size: Callable[[int], int], input_name: str, share: InputShare | None
 ) -> Callable[..., int]:
     def value(wildcards: Any, input: Any) -> int:  # Snakemake passes `input` by name
-        size = input_bytes(str(getattr(input, input_name)))
+        files = getattr(input, input_name)
+        files = [files] if isinstance(files, str | os.PathLike) else files
+        size = sum(input_bytes(str(f)) for f in files)
         if share is not None:
             size = math.ceil(size * share(wildcards, input))
         return per_size(size)

@@ -50,7 +50,10 @@ def test_config_overrides_only_the_keys_it_names() -> None:
         ({"train_model": {"gpu": True}}, "resources.train_model.gpu: expected a whole"),
         ({"train_model": {"gpu_model": "a100:2"}}, "resources.train_model.gpu_model"),
         ({"track_video": {"runtime_per_gb": -1}}, "resources.track_video.runtime_per_gb"),
-        ({"train_model": {"runtime_per_gb": 10}}, "only predict_video and track_video scale"),
+        (
+            {"train_model": {"runtime_per_gb": 10}},
+            "only predict_video, predict_batch and track_video scale",
+        ),
         ({"report": 4}, "resources.report: expected a mapping"),
     ],
 )

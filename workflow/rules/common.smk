@@ -93,16 +93,10 @@ def staged_prediction(video):
     return f"results/predictions/staged/{video}.predictions.slp"
 
 
-def batch_resources(rule_name):
-    """A batch job asks for what one job of ``rule_name`` asks for, with the run time of all
-    its videos together (minutes per GB of video, summed)."""
-    spec = RESOURCES[rule_name]
-    resources = snakemake_resources(spec)
-    if spec.runtime_per_gb:
-        resources["runtime"] = lambda w, input: spec.runtime_for(
-            sum(os.path.getsize(p) for p in input.videos)
-        )
-    return resources
+def batch_video(video):
+    """What predict_batch needs to know of one of its videos."""
+    entry = PLAN.videos[video]
+    return {"path": entry.path, "frames": entry.frames, "staged": staged_prediction(video)}
 
 
 def log_path(rule_name, name="run"):
