@@ -312,7 +312,7 @@ def test_without_validation_best_is_the_last_weights(splits, tmp_path: Path) -> 
     assert summary["steps"] == 3 and summary["best_val_loss"] is None
     rows = read_log(tmp_path / "run" / "training_log.csv")
     assert len(rows) == 1 and math.isnan(rows[0]["val_loss"])
-    best = torch.load(tmp_path / "run" / "best.ckpt", weights_only=False)
+    best = torch.load(tmp_path / "run" / "best.ckpt", weights_only=True)
     assert best["global_step"] == 3
 
 
@@ -381,7 +381,7 @@ def test_loaded_model_and_tracker_options(trained) -> None:
     run_dir, _ = trained
     model, config = load_tracker_model(run_dir, device="cpu")
     assert not model.training and model.config.d_model == 32
-    saved = torch.load(run_dir / "best.ckpt", weights_only=False)["state_dict"]
+    saved = torch.load(run_dir / "best.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(model.no_match_logit, saved["model.no_match_logit"])
     tracker = make_gtr_tracker(run_dir, {"max_tracks": 2, "iou": "mult"}, device="cpu")
     assert tracker.options.max_tracks == 2 and tracker.options.iou == "mult"

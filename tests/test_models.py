@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
-import pickle
 import sys
 import types
 
@@ -14,6 +12,7 @@ import torch
 import yaml
 from helpers import ALL_HEADS, SLEAP_NN_RUN_DIRS, tiny_model_config
 
+from pipeline_lib.io.checkpoints import load_checkpoint
 from pipeline_lib.models.heads import ClassVectorsHead, ConfmapsHead, PafsHead
 from pipeline_lib.models.model import PoseModel, build_model, count_parameters
 from pipeline_lib.models.pretrained import load_pretrained, read_checkpoint_state
@@ -38,21 +37,6 @@ def _run_ckpt(shared_data, name: str):
     return shared_data / "sleap_nn_assets" / "model_ckpts" / name / "best.ckpt"
 
 
-class _LenientUnpickler(pickle.Unpickler):
-    """Loads a Lightning checkpoint whose config objects need packages we do not install."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (), {"__setstate__": lambda self, state: None})
-
-
-class _LenientPickle:
-    Unpickler = _LenientUnpickler
-    load = staticmethod(pickle.load)
-
-
 @pytest.mark.parametrize("name", CKPT_DIRS + ["single_instance_with_metrics"])
 def test_parameter_count_matches_sleap_nn(shared_data, name):
     model_config, n_nodes = _run_model_config(shared_data, name)
@@ -65,13 +49,7 @@ def test_layer_layout_matches_sleap_nn_checkpoint(shared_data, name):
     """Same tensors, same shapes, in an order a weight loader can rely on."""
     model_config, n_nodes = _run_model_config(shared_data, name)
     ckpt_path = shared_data / "sleap_nn_assets" / "model_ckpts" / name / "best.ckpt"
-    ckpt = torch.load(
-        io.BytesIO(ckpt_path.read_bytes()),
-        map_location="cpu",
-        weights_only=False,
-        pickle_module=_LenientPickle,
-    )
-    state = ckpt["state_dict"]
+    state = load_checkpoint(ckpt_path)["state_dict"]  # weights-only, OmegaConf objects dropped
     groups = ("backbone.encoders.", "backbone.middle_blocks.", "backbone.decoders.", "head_layers.")
     theirs = [
         tuple(v.shape) for g in groups for k, v in state.items() if k.startswith("model." + g)

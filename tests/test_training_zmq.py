@@ -268,7 +268,7 @@ def test_stop_command_ends_training_and_saves_a_checkpoint(tmp_path: Path, viewe
 
     assert trainer.current_epoch < 100, "the stop command was not honoured"
     assert callbacks[1].stop_requested
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert "state_dict" in state and "layer.weight" in state["state_dict"]
     assert state["global_step"] == trainer.global_step  # saved at the end: nothing lost
     viewer.wait_for("train_end")

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from pipeline_lib.io.checkpoints import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def load_imagenet_weights(backbone: nn.Module, name: str) -> dict[str, Any]:
             f"backbone; choose one of {fitting}"
         )
     path = imagenet_weights_file(name)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -170,27 +171,13 @@ def load_imagenet_weights(backbone: nn.Module, name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- trained checkpoints
 
 
-class _LenientUnpickler(pickle.Unpickler):
-    """Unpickles Lightning checkpoints whose extra objects (e.g. sleap-nn's OmegaConf config)
-    come from packages we do not install: those become empty placeholders; tensors are intact."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (), {"__setstate__": lambda self, state: None})
-
-
-class _LenientPickle:
-    Unpickler = _LenientUnpickler
-    load = staticmethod(pickle.load)
-
-
 def read_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint (its ``state_dict``), keys without a ``model.`` prefix."""
+    """The tensors of a checkpoint (its ``state_dict``), keys without a ``model.`` prefix.
+
+    Read without running code from the file (see :mod:`pipeline_lib.io.checkpoints`); sleap-nn's
+    hyper-parameter objects are dropped, a checkpoint naming anything else is refused."""
     path = Path(path)
-    with path.open("rb") as fh:
-        ckpt = torch.load(fh, map_location="cpu", weights_only=False, pickle_module=_LenientPickle)
+    ckpt = load_checkpoint(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors")
