@@ -51,13 +51,14 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-if BATCHES:  # videos.per_job > 1
+if BATCHES:  # videos.per_job > 1: several videos per prediction and tracking job
 
-    include: "workflow/rules/predict_batch.smk"
+    include: "workflow/rules/batch.smk"
 
 else:
 
     include: "workflow/rules/predict.smk"
+    include: "workflow/rules/track_video.smk"
 
 include: "workflow/rules/track.smk"
 include: "workflow/rules/provenance.smk"

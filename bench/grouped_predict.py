@@ -10,6 +10,7 @@ load), and checks that both runs wrote the same predictions for every clip (the 
 scores and frames; the files' provenance holds a creation time and run time, so bytes differ).
 
     flock /tmp/heavy.lock .venv/bin/python bench/grouped_predict.py --clips 200 --per-job 100
+    flock /tmp/heavy.lock .venv/bin/python bench/grouped_predict.py --start-up-only
 """
 
 from __future__ import annotations
@@ -115,13 +116,45 @@ def same_predictions(a: Path, b: Path) -> bool:
     return all(np.array_equal(da[k], db[k], equal_nan=True) for k in da)
 
 
+_STEPS = {
+    "python_start": "pass",
+    "snakemake_script_preamble": "import snakemake.script",
+    "torch_import": "import torch",
+    "pipeline_imports_with_torch": "import pipeline_lib.inference.predict",
+    "model_load_with_imports": (
+        "from pipeline_lib.inference.predictors import make_predictor; "
+        "from pipeline_lib.inference.options import InferenceOptions; "
+        f"make_predictor([{str(ASSETS / 'model_ckpts/minimal_instance_centroid')!r}, "
+        f"{str(ASSETS / 'model_ckpts/minimal_instance_centered_instance')!r}], "
+        "InferenceOptions.from_dict({}))"
+    ),
+}
+
+
+def start_up_costs(repeats: int = 5) -> dict[str, float]:
+    """Median wall seconds of a fresh interpreter doing each step of a job's start-up."""
+    costs = {}
+    for name, code in _STEPS.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            times.append(time.perf_counter() - started)
+        costs[name] = round(float(np.median(times)), 2)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--per-job", type=int, default=100)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--start-up-only", action="store_true", help="only time a job's start-up")
     args = parser.parse_args()
+    if args.start_up_only:
+        print(json.dumps(start_up_costs(), indent=2))
+        return
     clips = cut_clips(args.clips, args.frames)
     result: dict = {"clips": args.clips, "frames": args.frames, "cores": args.cores}
     for label, per_job in (("per_video", 1), ("grouped", args.per_job)):
@@ -148,6 +181,7 @@ def main() -> None:
         for v in ids
     )
     result["speedup"] = round(result["per_video"]["wall_s"] / result["grouped"]["wall_s"], 2)
+    result["start_up_s"] = start_up_costs()
     print(json.dumps(result, indent=2))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -182,12 +182,52 @@ def _node_names(skeleton: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(n["name"] if isinstance(n, dict) else str(n) for n in skeleton.get("nodes", []))
 
 
-def check_topdown_pair(predictor: Sequence[str], given: Mapping[str, ModelFolder]) -> None:
+def describe_trained_model(
+    entry: Mapping[str, Any],
+    datasets: Mapping[str, Any],
+    base_dir: str | os.PathLike = ".",
+    produced: Collection[str] = (),
+) -> ModelFolder | None:
+    """What :func:`check_topdown_pair` needs of a model the DAG trains: its type and anchor
+    part from its config, its skeleton from its dataset's first labels file (when that exists
+    already). None when the config does not load (reported by ``check_models``)."""
+    from pipeline_lib.config import ConfigError, load_training_config, model_type
+    from pipeline_lib.io.labels import LabelsError, read_skeleton_nodes
+
+    base = Path(base_dir)
+    try:
+        cfg = load_training_config(base / entry["config"])
+    except (ConfigError, OSError):
+        return None
+    head = model_type(cfg)
+    confmaps = getattr(getattr(cfg.model_config.head_configs, head), "confmaps", None)
+    labels = (datasets.get(entry.get("dataset")) or {}).get("labels") or []
+    nodes = None
+    if labels and os.path.normpath(labels[0]) not in produced:
+        try:
+            nodes = tuple(read_skeleton_nodes(base / labels[0]))
+        except LabelsError:
+            pass  # reported by check_labels_skeletons, naming the dataset
+    return ModelFolder(
+        path=str(entry["config"]),
+        layout="trained",
+        config_file=str(entry["config"]),
+        weights_file="",
+        model_type=head,
+        nodes=nodes,
+        anchor_part=getattr(confmaps, "anchor_part", None),
+        in_channels=None,
+    )
+
+
+def check_topdown_pair(predictor: Sequence[str], models: Mapping[str, ModelFolder]) -> None:
     """A centroid model and the top-down model after it must agree on the skeleton and on the
-    anchor part, or the crops are centred on another point than the one the model learnt."""
-    if len(predictor) != 2 or not all(name in given for name in predictor):
+    anchor part, or the crops are centred on another point than the one the model learnt.
+    ``models``: the predictor's given models and, when one of them is trained here, the other
+    (:func:`describe_trained_model`)."""
+    if len(predictor) != 2 or not all(name in models for name in predictor):
         return
-    centroid, topdown = (given[n] for n in predictor)
+    centroid, topdown = (models[n] for n in predictor)
     if centroid.model_type != "centroid" or topdown.model_type not in _TOPDOWN_HEADS:
         return
     pair = f"config predictor.models: {predictor[0]} ({centroid.path}) and {predictor[1]} ({topdown.path})"

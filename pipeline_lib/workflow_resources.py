@@ -40,7 +40,12 @@ GB = 1024**3
 #: The input (by its name in the rule) whose size a scaling rule's requests follow:
 #: prediction reads the video; tracking reads the predictions (about frames x animals).
 #: A batch of videos (``videos.per_job``) scales with all its videos together.
-SCALE_INPUT = {"predict_video": "video", "predict_batch": "videos", "track_video": "predictions"}
+SCALE_INPUT = {
+    "predict_video": "video",
+    "predict_batch": "videos",
+    "track_video": "predictions",
+    "track_batch": "predictions",
+}
 
 _GPU_MODEL_RE = re.compile(r"^[A-Za-z0-9_.]+$")  # what the SLURM plugin accepts in --gpus=MODEL:N
 
@@ -79,6 +84,9 @@ DEFAULTS: dict[str, RuleResources] = {
     # The small tracking transformer trains fastest on one CPU thread (bench/RESULTS.md).
     "train_tracker": RuleResources(threads=1, mem_mb=8000, runtime=240, gpu=1),
     "track_video": RuleResources(
+        threads=1, mem_mb=4000, runtime=30, mem_mb_per_gb=8000, runtime_per_gb=120
+    ),
+    "track_batch": RuleResources(
         threads=1, mem_mb=4000, runtime=30, mem_mb_per_gb=8000, runtime_per_gb=120
     ),
     "evaluate_tracking": RuleResources(threads=1, mem_mb=4000, runtime=30),

@@ -601,7 +601,7 @@ def check_models(
             raise WorkflowConfigError(
                 f"config models.{name}.config: training config not found: {cfg}"
             )
-        model_types[name] = _training_config_model_type(name, base / cfg)
+        model_types[name] = _training_config_model_type(name, base / cfg, base)
     if not predictor:
         raise WorkflowConfigError("config predictor.models: list one or two models")
     for i, name in enumerate(predictor):
@@ -635,14 +635,24 @@ PREDICTOR_KINDS = (
 IDENTITY_HEADS = ("multi_class_bottomup", "multi_class_topdown")
 
 
-def _training_config_model_type(name: str, path: Path) -> str:
-    """Load a model's training config strictly (so typos fail at parse time); return its type."""
+def _training_config_model_type(name: str, path: Path, base: Path = Path(".")) -> str:
+    """Load a model's training config strictly (so typos fail at parse time) and check the
+    weights files it starts from exist; return its type."""
     from pipeline_lib.config import ConfigError, load_training_config, model_type
 
     try:
-        return model_type(load_training_config(path))
+        cfg = load_training_config(path)
+        kind = model_type(cfg)
     except ConfigError as exc:
         raise WorkflowConfigError(f"config models.{name}.config: {exc}") from None
+    for part in ("backbone", "head"):
+        weights = getattr(cfg.model_config, f"pretrained_{part}_weights")
+        if weights and not (base / Path(weights).expanduser()).is_file():
+            raise WorkflowConfigError(
+                f"config models.{name}.config ({path}): model_config.pretrained_{part}_weights: "
+                f"no weights file at {weights}"
+            )
+    return kind
 
 
 def given_eval_splits(folder: Any) -> list[str]:
@@ -683,12 +693,19 @@ def build_plan(
         check_evaluate_on,
         check_topdown_pair,
         check_video_channels,
+        describe_trained_model,
         inspect_given_models,
     )
 
     given = inspect_given_models(models, base)
     predictor_types = check_models(models, datasets, predictor, base, given)
-    check_topdown_pair(predictor, given)
+    if given:  # a given model with one trained here: compare what the trained one will be
+        trained = {
+            n: describe_trained_model(models[n], datasets, base, produced)
+            for n in predictor
+            if n in models and n not in given
+        }
+        check_topdown_pair(predictor, {**{n: t for n, t in trained.items() if t}, **given})
     check_evaluate_on(given, predictor)
     check_labels_skeletons(datasets, models, base, produced)
 

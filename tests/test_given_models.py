@@ -284,7 +284,9 @@ def test_grouped_videos_match_one_job_per_video_and_a_failure_keeps_the_rest(sha
     assert {p.name for p in staged.glob("*.slp")} == {"a.predictions.slp", "c.predictions.slp"}
 
     _write(grouped, models, ["centroid", "centered"], rows, per_job=3)
-    assert _snakemake(grouped).returncode == 0
+    rerun = _snakemake(grouped)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert (grouped / "results/tracks/batches/b0000.json").is_file()  # tracked as a batch too
     log = (grouped / "results/logs/predict_batch/b0000.log").read_text()
     assert "video a: staged predictions are current, reused" in log
     assert "video c: staged predictions are current, reused" in log
@@ -297,3 +299,33 @@ def test_grouped_videos_match_one_job_per_video_and_a_failure_keeps_the_rest(sha
             np.testing.assert_array_equal(a[1], b[1])
         csv = f"results/tracks/{vid}.tracked.csv"
         assert (single / csv).read_bytes() == (grouped / csv).read_bytes()
+
+
+def _mixed(shared_data: Path, tmp_path: Path, anchor: str | None) -> dict:
+    """A given sleap-nn centroid model and a centered-instance model trained here."""
+    cfg = yaml.safe_load((ROOT / "config/models/demo_centered_instance.yaml").read_text())
+    confmaps = cfg["model_config"]["head_configs"]["centered_instance"]["confmaps"]
+    confmaps.update({"anchor_part": anchor, "part_names": None})
+    (tmp_path / "ci.yaml").write_text(yaml.safe_dump(cfg))
+    labels = shared_data / "sleap_nn_assets/datasets/minimal_instance.pkg.slp"
+    config = _config(
+        {
+            "centroid": {"run_dir": str(shared_data / CKPTS / "minimal_instance_centroid")},
+            "centered": {"config": str(tmp_path / "ci.yaml"), "dataset": "mini"},
+        },
+        ["centroid", "centered"],
+        _video(shared_data),
+    )
+    config["datasets"] = {"mini": {"labels": [str(labels)], "validation_fraction": 0.5}}
+    return config
+
+
+def test_a_given_centroid_mixes_with_a_trained_centered_instance_model(shared_data, tmp_path):
+    plan = build_plan(_mixed(shared_data, tmp_path, anchor=None))
+    assert set(plan.given_models) == {"centroid"}
+    assert plan.eval_model == "centered" and plan.eval_splits == ["val"]  # its dataset's split
+
+
+def test_a_trained_partner_with_another_anchor_part_is_refused(shared_data, tmp_path):
+    message = _plan_error(_mixed(shared_data, tmp_path, anchor="B"))
+    assert "different anchor parts: None vs 'B'" in message and "ci.yaml" in message

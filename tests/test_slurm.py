@@ -217,3 +217,57 @@ def test_demo_runs_on_slurm_and_every_rule_job_is_in_sacct(slurm_run, slurm_env)
     trained = {model: env["slurm_job_id"] for model, env in record["training_jobs"].items()}
     assert set(trained) == set(config["models"]) and set(trained.values()) <= set(submitted)
     assert record["job_threads"] == {"train_model": 1, "evaluate_model": 1, "predict_video": 1}
+
+
+def test_batches_of_videos_are_one_sbatch_each(slurm_env, tmp_path, shared_data) -> None:
+    """videos.per_job on SLURM: each batch of videos is one cluster job for prediction and one
+    for tracking; the per-video jobs only link the staged results on the submitting host."""
+    work = tmp_path / "wf"
+    (work / "config").mkdir(parents=True)
+    assets = shared_data / "sleap_nn_assets"
+    video = assets / "datasets/centered_pair_small.mp4"
+    rows = [f"{video},clip_{i},{i * 4}-{i * 4 + 3}" for i in range(3)]
+    (work / "videos.csv").write_text("path,id,frames\n" + "\n".join(rows) + "\n")
+    config = {
+        "demo": {"enabled": False},
+        "models": {
+            "centroid": {"run_dir": str(assets / "model_ckpts/minimal_instance_centroid")},
+            "centered": {"run_dir": str(assets / "model_ckpts/minimal_instance_centered_instance")},
+        },
+        "predictor": {"models": ["centroid", "centered"]},
+        "videos": {"manifest": "videos.csv", "per_job": 2},
+        "tracking": {"max_tracks": 2},
+        "resources": {
+            rule: {"threads": 1, "mem_mb": 1000, "runtime": 20, "gpu": 0}
+            for rule in ("predict_batch", "track_batch", "report", "provenance")
+        },
+    }
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _local_profile(work / "profile")
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe), "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
+    cmd += ["--profile", str(work / "profile"), "--workflow-profile", "none"]
+    run = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=1800)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-6000:]
+    for i in range(3):
+        assert (work / f"results/tracks/clip_{i}.tracked.slp").is_file()
+    planned = _planned_rule_jobs(out)
+    assert planned["predict_batch"] == 2 and planned["predict_video"] == 3
+    assert planned["track_batch"] == 2 and planned["track_video"] == 3
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
+    sacct = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "-j", ",".join(submitted), "--format=JobIdRaw,Comment"],
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sacct.returncode == 0, sacct.stderr
+    rules = collections.Counter(
+        line.split("|")[1].removeprefix("rule_").partition("_wildcards_")[0]
+        for line in sacct.stdout.splitlines()
+        if line
+    )
+    assert rules["predict_batch"] == rules["track_batch"] == 2, rules
+    assert "predict_video" not in rules and "track_video" not in rules, rules

@@ -52,7 +52,7 @@ def test_config_overrides_only_the_keys_it_names() -> None:
         ({"track_video": {"runtime_per_gb": -1}}, "resources.track_video.runtime_per_gb"),
         (
             {"train_model": {"runtime_per_gb": 10}},
-            "only predict_video, predict_batch and track_video scale",
+            "only predict_video, predict_batch, track_video and track_batch scale",
         ),
         ({"report": 4}, "resources.report: expected a mapping"),
     ],

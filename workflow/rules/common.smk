@@ -4,10 +4,12 @@
 
 import os
 import re
+import shlex
+import types
 
 import pipeline_lib
 from pipeline_lib.workflow_resources import SCALE_INPUT, resolve_resources, selected_share, snakemake_resources
-from pipeline_lib.inference.batch import video_batches
+from pipeline_lib.batch import video_batches
 from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version
 from snakemake.exceptions import WorkflowError
 
@@ -91,6 +93,33 @@ INPUT_SHARE = {"predict_video": _predicted_share}
 def staged_prediction(video):
     """Where predict_batch leaves a video's predictions for predict_video to publish."""
     return f"results/predictions/staged/{video}.predictions.slp"
+
+
+STAGED_TRACKS = {"slp": "tracked.slp", "csv": "tracked.csv", "analysis_h5": "tracked.analysis.h5"}
+
+
+def staged_tracks(video):
+    """Where track_batch leaves a video's tracks for track_video to publish."""
+    return {k: f"results/tracks/staged/{video}.{suffix}" for k, suffix in STAGED_TRACKS.items()}
+
+
+def batch_tracking(video):
+    """What track_batch needs to know of one of its videos."""
+    return {
+        "predictions": f"results/predictions/{video}.predictions.slp",
+        "options": tracking_options(types.SimpleNamespace(video=video)),
+        "staged": staged_tracks(video),
+    }
+
+
+def link_staged(pairs):
+    """Shell command giving each staged file (key) its final name (value): a hard link, or a
+    copy where the two are on different file systems."""
+    quote = shlex.quote
+    return " && ".join(
+        f"{{ ln -f {quote(src)} {quote(dst)} 2>/dev/null || cp {quote(src)} {quote(dst)}; }}"
+        for src, dst in pairs.items()
+    )
 
 
 def batch_video(video):

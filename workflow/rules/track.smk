@@ -1,4 +1,6 @@
-# Identity tracking per video, and tracking accuracy where ground-truth identities exist.
+# Identity tracking per video (rule track_video: track_video.smk, or batch.smk with
+# videos.per_job > 1), the tracking transformer's training, and tracking accuracy where
+# ground-truth identities exist.
 
 
 rule train_tracker:
@@ -26,29 +28,6 @@ rule train_tracker:
     script:
         "../scripts/train_tracker.py"
 
-
-rule track_video:
-    input:
-        predictions="results/predictions/{video}.predictions.slp",
-        tracker=tracker_model_files,
-    output:
-        slp="results/tracks/{video}.tracked.slp",
-        csv="results/tracks/{video}.tracked.csv",
-        analysis_h5="results/tracks/{video}.tracked.analysis.h5",
-    params:
-        options=tracking_options,
-        code=code("pipeline_lib.tracking.track"),
-    log:
-        log_path("track_video", "{video}"),
-    benchmark:
-        bench_path("track_video", "{video}")
-    threads: rule_threads("track_video")
-    resources:
-        **rule_resources("track_video"),
-    conda:
-        "../../envs/pipeline.yaml"
-    script:
-        "../scripts/track_video.py"
 
 
 rule evaluate_tracking:

@@ -1,0 +1,18 @@
+"""Rule track_batch: track the videos of one batch (``videos.per_job``) in one process; each
+video's tracks are staged for rule track_video to publish."""
+
+from _common import run_stage
+
+
+def main(smk):
+    from pipeline_lib.tracking.batch import track_batch
+
+    return track_batch(
+        videos=dict(smk.params.videos),
+        marker=smk.output[0],
+        tracker_files=list(smk.input.tracker),
+        code=smk.params.code,
+    )
+
+
+run_stage(snakemake, main)
