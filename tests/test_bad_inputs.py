@@ -371,3 +371,21 @@ def test_pipeline_config_with_wrong_type_and_typo_key(tmp_path):
     assert run.returncode != 0
     assert "config videos.glob: unknown key; did you mean 'globs'?" in run.stderr + run.stdout
     assert "config inference.batch_size: expected an integer" in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("part", ["backbone", "head"])
+def test_missing_pretrained_weights_fail_when_the_workflow_is_read(tmp_path, part):
+    """Not after the split, the cache and the data loading of the training job."""
+    model_cfg = yaml.safe_load((ROOT / "config/models/demo_centroid.yaml").read_text())
+    missing = tmp_path / "weights" / "missing.ckpt"
+    model_cfg["model_config"][f"pretrained_{part}_weights"] = str(missing)
+    cfg_path = tmp_path / "centroid.yaml"
+    cfg_path.write_text(yaml.safe_dump(model_cfg))
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"models": {"demo_centroid": {"config": str(cfg_path)}}}))
+    run = snakemake_dry_run("--quiet", "rules", "--configfile", str(override))
+    assert run.returncode != 0
+    assert (
+        f"config models.demo_centroid.config ({cfg_path}): "
+        f"model_config.pretrained_{part}_weights: no weights file at {missing}"
+    ) in run.stderr + run.stdout

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from pipeline_lib.config import ignored
 from pipeline_lib.config.training_config import (
     BACKBONE_NAMES,
     HEAD_NAMES,
@@ -53,7 +54,9 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- public API
 
 
-def load_training_config(source: str | os.PathLike | Mapping[str, Any]) -> TrainingJobConfig:
+def load_training_config(
+    source: str | os.PathLike | Mapping[str, Any], warn_ignored: bool = True
+) -> TrainingJobConfig:
     """Load and strictly validate a training config from a YAML file or a mapping.
 
     A path is read as YAML (duplicate keys are an error), except a ``.json`` path, which is a
@@ -61,6 +64,10 @@ def load_training_config(source: str | os.PathLike | Mapping[str, Any]) -> Train
     a mapping is used as-is (not modified). Omitted keys take their documented defaults. Raises
     ``ConfigError`` listing every unknown key, wrong type, out-of-range value and inconsistency
     found.
+
+    ``warn_ignored``: give one :class:`~pipeline_lib.config.ignored.IgnoredOptionWarning` per
+    sleap-nn option that is switched on but has no effect here (see
+    :mod:`pipeline_lib.config.ignored`).
     """
     if isinstance(source, Mapping):
         data: Any = source
@@ -90,6 +97,8 @@ def load_training_config(source: str | os.PathLike | Mapping[str, Any]) -> Train
         _check_semantics(cfg, builder)
     if builder.problems:
         raise ConfigError(builder.problems, name)
+    if warn_ignored:
+        ignored.warn_ignored(cfg, name)
     return cfg
 
 
@@ -109,7 +118,7 @@ def save_training_config(cfg: TrainingJobConfig, path: str | os.PathLike) -> Pat
     if data["trainer_config"]["wandb"]["api_key"]:
         data["trainer_config"]["wandb"]["api_key"] = None
     try:
-        load_training_config(data)
+        load_training_config(data, warn_ignored=False)
     except ConfigError as exc:
         raise ConfigError(exc.problems, f"{os.fspath(path)} (not written)") from None
     write_yaml_atomic(path, data)
