@@ -29,3 +29,16 @@ lint: venv
 # HTML report of the last run (after `make demo` or any full run).
 report: venv
 	$(VENV)/bin/snakemake --report report.html
+
+# The GPU check (bench/gpu_check/run.sh): what travels to a lent GPU machine, in build/gpu-check.
+# `make wheelhouse` needs a Python 3.12 (PYTHON312=...) and the package registry; the rehearsal
+# runs the whole check here on the CPU first.
+.PHONY: wheelhouse device-data gpu-check-rehearsal
+wheelhouse:
+	bash bench/gpu_check/prepare.sh wheelhouse
+
+device-data:
+	bash bench/gpu_check/prepare.sh data
+
+gpu-check-rehearsal: wheelhouse device-data
+	bash bench/gpu_check/rehearse.sh

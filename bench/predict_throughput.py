@@ -157,14 +157,16 @@ def run_tool(tool: str, args, models: list[Path], video: Path, out_slp: Path, lo
     if tool == "ours":
         cmd = [sys.executable, "-m", "pipeline_lib.cli", "predict", *map(str, models)]
         cmd += ["--video", str(video), "--out", str(out_slp), "--threads", str(args.threads)]
-        cmd += ["--batch-size", str(args.batch_size)]
+        cmd += ["--batch-size", str(args.batch_size), "--device", args.device]
         cmd += ["--precision", args.precision] if args.precision else []
+        cmd += ["--frames", args.frames] if args.frames else []
         python = sys.executable
     else:
         cmd = [args.peer_python, "-m", "sleap_nn.cli", "predict", "--data_path", str(video)]
         for m in models:
             cmd += ["-m", str(m)]
-        cmd += ["-o", str(out_slp), "--batch_size", str(args.batch_size), "--device", "cpu"]
+        cmd += ["-o", str(out_slp), "--batch_size", str(args.batch_size), "--device", args.device]
+        cmd += ["--frames", args.frames] if args.frames else []
         python = args.peer_python
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     if out_slp.exists():
@@ -180,8 +182,10 @@ def run_tool(tool: str, args, models: list[Path], video: Path, out_slp: Path, lo
         raise RuntimeError(f"{tool} failed (exit {proc.returncode}); see {log}")
     import sleap_io as sio
 
+    from pipeline_lib.inference.frames import parse_frame_selection
+
     labels = sio.load_slp(str(out_slp), open_videos=False)
-    n_frames = int(sio.load_video(str(video)).shape[0])
+    n_frames = len(parse_frame_selection(args.frames, int(sio.load_video(str(video)).shape[0])))
     in_loop = re.findall(r'"fps": ([0-9.]+)', text) or re.findall(r"throughput=([0-9.]+) fps", text)
     return {
         "wall_s": wall,
@@ -194,14 +198,18 @@ def run_tool(tool: str, args, models: list[Path], video: Path, out_slp: Path, lo
 
 
 def forward_bound(models: list[Path], video: Path, crops_per_frame: float, args) -> dict:
-    """Frames/s of the networks alone (no decoding, peaks or writing) in our precision."""
+    """Frames/s of the networks alone (no decoding, peaks or writing) in our precision.
+
+    On a GPU the work is asynchronous: each timing waits for the device (``synchronize``). The
+    crops are random pixels, not zeros, which can run faster than real data on some hardware.
+    """
     import torch
 
     from pipeline_lib.inference.options import InferenceOptions
     from pipeline_lib.inference.predictors import make_predictor
 
     torch.set_num_threads(args.threads)
-    opts = {"batch_size": args.batch_size}
+    opts = {"batch_size": args.batch_size, "device": args.device}
     if args.precision:
         opts["precision"] = args.precision
     predictor = make_predictor(models, InferenceOptions.from_dict(opts))
@@ -212,19 +220,27 @@ def forward_bound(models: list[Path], video: Path, crops_per_frame: float, args)
     _, images = predictor.centroid.full_frames(frames)
     crop = predictor.crop_size
     chunk = args.batch_size * 4
-    crops = np.zeros((chunk, crop, crop, images.shape[-1]), np.uint8)
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (chunk, crop, crop, images.shape[-1]), dtype=np.uint8)
+
+    def wait(runner) -> None:
+        if runner.device.type == "cuda":
+            torch.cuda.synchronize(runner.device)
 
     def per_call(runner, batch: np.ndarray, reps: int = 10) -> float:
         for _ in range(2):
             runner.outputs(batch)
+        wait(runner)
         start = time.perf_counter()
         for _ in range(reps):
             runner.outputs(batch)
+        wait(runner)
         return (time.perf_counter() - start) / reps
 
     t_frame = per_call(predictor.centroid, images) / len(frames)
     t_crop = per_call(predictor.centered, crops) / chunk
     return {
+        "device": str(predictor.centroid.device),
         "precision": predictor.centroid.precision,
         "centroid_ms_per_frame": 1000 * t_frame,
         "centered_ms_per_crop": 1000 * t_crop,
@@ -240,6 +256,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--precision", help="our --precision (default: ours, i.e. auto)")
+    ap.add_argument("--device", default="auto", help="both tools' --device (auto: CUDA if any)")
+    ap.add_argument("--frames", help="predict only these frames, e.g. 0-99 (both tools)")
     ap.add_argument("--tools", default="ours,sleap-nn")
     ap.add_argument("--peer-python", required=True, help="python of the sleap-nn 0.3.5 venv")
     ap.add_argument("--train-steps", type=int, default=600, help="two_flies: sleap-nn steps")

@@ -37,3 +37,27 @@ def _limit_torch_threads() -> None:
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+#: Set to 1 to run the bodies of the ``gpu`` tests on the CPU (the GPU check's rehearsal).
+GPU_TESTS_ON_CPU = "PIPELINE_GPU_TESTS_ON_CPU"
+
+
+@pytest.fixture(scope="session")
+def gpu_device() -> str:
+    """``"cuda"`` for the ``gpu``-marked tests; skips them, saying why, without a CUDA GPU.
+
+    With ``PIPELINE_GPU_TESTS_ON_CPU=1`` they run on the CPU instead, so that the GPU check's
+    rehearsal (bench/gpu_check/rehearse.sh) proves their data paths and code before a lent GPU
+    is spent on them.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if os.environ.get(GPU_TESTS_ON_CPU) == "1":
+        return "cpu"
+    pytest.skip(
+        "CUDA GPU not available (these tests run on a lent GPU through bench/gpu_check/run.sh; "
+        f"{GPU_TESTS_ON_CPU}=1 runs them on the CPU)"
+    )
