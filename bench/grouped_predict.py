@@ -2,9 +2,9 @@
 
 Cuts ``--clips`` clips of ``--frames`` frames from ``centered_pair_small.mp4`` (shared data) into
 ``bench/_grouped_work/clips`` (ignored by git), then runs the same config twice with
-``snakemake --cores 2``, given sleap-nn's top-down asset models (``models.*.run_dir``) and
-tracking switched off so only prediction is compared: once with ``videos.per_job: 1`` and once
-with ``--per-job``. Reports each run's wall time, the per-job times from the benchmark files and
+``snakemake --cores 2``, given sleap-nn's top-down asset models (``models.*.run_dir``), with
+tracking switched off so only prediction is compared (``--track``: tracking too): once with
+``videos.per_job: 1`` and once with ``--per-job``. Reports each run's wall time, the per-job times from the benchmark files and
 the stage times from the logs (their difference is the per-job start-up: Python, imports, model
 load), and checks that both runs wrote the same predictions for every clip (the decoded points,
 scores and frames; the files' provenance holds a creation time and run time, so bytes differ).
@@ -59,7 +59,7 @@ def cut_clips(n_clips: int, n_frames: int) -> Path:
     return folder
 
 
-def write_config(work: Path, clips: Path, per_job: int) -> None:
+def write_config(work: Path, clips: Path, per_job: int, track: bool) -> None:
     models = ASSETS / "model_ckpts"
     config = {
         "demo": {"enabled": False},
@@ -69,8 +69,10 @@ def write_config(work: Path, clips: Path, per_job: int) -> None:
         },
         "predictor": {"models": ["centroid", "centered"]},
         "videos": {"globs": [str(clips)], "per_job": per_job},
-        "tracking": {"enabled": False},
-        "resources": {"predict_video": {"threads": 1, "gpu": 0}},
+        "tracking": {"enabled": track, "max_tracks": 2},
+        "resources": {
+            rule: {"threads": 1, "gpu": 0} for rule in ("predict_video", "predict_batch")
+        },
     }
     (work / "config").mkdir(parents=True, exist_ok=True)
     (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -151,16 +153,18 @@ def main() -> None:
     parser.add_argument("--per-job", type=int, default=100)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--start-up-only", action="store_true", help="only time a job's start-up")
+    parser.add_argument("--track", action="store_true", help="also track (track_video/track_batch)")
     args = parser.parse_args()
     if args.start_up_only:
         print(json.dumps(start_up_costs(), indent=2))
         return
     clips = cut_clips(args.clips, args.frames)
     result: dict = {"clips": args.clips, "frames": args.frames, "cores": args.cores}
+    result["track"] = args.track
     for label, per_job in (("per_video", 1), ("grouped", args.per_job)):
         work = WORK / f"run_{label}"
         shutil.rmtree(work, ignore_errors=True)
-        write_config(work, clips, per_job)
+        write_config(work, clips, per_job, args.track)
         seconds = run(work, args.cores)
         rule = "predict_video" if per_job == 1 else "predict_batch"
         wall, stage = job_times(work, rule)
@@ -172,13 +176,15 @@ def main() -> None:
             "stage_s_mean": round(float(np.mean(stage)), 2) if stage else None,
         }
         print(label, json.dumps(result[label]), flush=True)
-    pred = "results/predictions/{}.predictions.slp"
     ids = sorted(p.stem for p in clips.glob("*.mp4"))
-    result["identical_predictions"] = all(
+    outputs = ["results/predictions/{}.predictions.slp"]
+    outputs += ["results/tracks/{}.tracked.slp"] if args.track else []
+    result["identical_outputs"] = all(
         same_predictions(
-            WORK / "run_per_video" / pred.format(v), WORK / "run_grouped" / pred.format(v)
+            WORK / "run_per_video" / out.format(v), WORK / "run_grouped" / out.format(v)
         )
         for v in ids
+        for out in outputs
     )
     result["speedup"] = round(result["per_video"]["wall_s"] / result["grouped"]["wall_s"], 2)
     result["start_up_s"] = start_up_costs()

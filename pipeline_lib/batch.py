@@ -6,10 +6,10 @@ and on SLURM each job is also a round trip through the scheduler. A batch job pa
 
 The per-video results stay exactly what a job per video writes (the same functions write them).
 Each video's outputs go to *staged* files, and the first of them gets a fingerprint of what made
-it (the input files' sizes and time stamps, the video's parameters, the code version); the
-workflow then links each staged file to its usual name. A video that fails does not stop the
-others: the job ends with an error naming every failed video, and the finished ones stay
-staged, so the rerun only redoes what is missing or stale. Nothing here imports torch: the
+it (the input files' sizes and time stamps, the video's parameters, the code version); each
+staged file is then linked to its usual name. A video that fails does not stop the others: the
+job ends with an error naming every failed video. Snakemake then removes the failed job's
+outputs, but not the staged files, so the rerun only redoes what is missing or stale. Nothing here imports torch: the
 stages (:mod:`pipeline_lib.inference.batch`, :mod:`pipeline_lib.tracking.batch`) do.
 """
 
@@ -19,12 +19,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.io.atomic import write_json_atomic, write_text_atomic
+from pipeline_lib.io.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,31 @@ def _is_current(staged: Mapping[str, str], stamp: str) -> bool:
     )
 
 
+def publish(staged: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Give a staged file its final name: a hard link (no copy of the data), or an atomic copy
+    where the two are on different file systems."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.unlink(missing_ok=True)
+    try:
+        os.link(staged, final)
+    except OSError:
+        with atomic_path(final) as tmp:
+            shutil.copyfile(staged, tmp)
+
+
 def run_batch(
     items: Mapping[str, Mapping[str, Any]],
     run_one: Callable[[str, Mapping[str, Any]], Any],
-    marker: str | os.PathLike,
     code: str = "",
     what: str = "outputs",
 ) -> dict[str, Any]:
-    """Run ``run_one(id, item)`` for each item whose staged outputs are missing or stale; write
-    ``marker`` (what was done) when every item succeeded.
+    """Run ``run_one(id, item)`` for each item whose staged outputs are missing or stale, and
+    publish every item's staged outputs under their final names.
 
-    Each item holds ``inputs`` (files its outputs depend on), ``params`` (JSON-able settings)
-    and ``staged`` (output name -> staged path, which ``run_one`` writes atomically).
+    Each item holds ``inputs`` (files its outputs depend on), ``params`` (JSON-able settings),
+    ``staged`` (output name -> staged path, which ``run_one`` writes atomically) and
+    ``outputs`` (output name -> final path).
 
     Raises:
         BatchError: naming every video that failed (each one's traceback is logged); the
@@ -94,12 +108,14 @@ def run_batch(
             if _is_current(staged, stamp):
                 done[vid] = "reused"
                 log.info("video %s: staged %s are current, reused", vid, what)
-                continue
-            for path in staged.values():
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            run_one(vid, item)
-            write_text_atomic(_sidecar(staged), stamp)
-            done[vid] = "done"
+            else:
+                for path in staged.values():
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                run_one(vid, item)
+                write_text_atomic(_sidecar(staged), stamp)
+                done[vid] = "done"
+            for name, path in staged.items():
+                publish(path, item["outputs"][name])
         except Exception as exc:  # noqa: BLE001 -- one bad video must not stop the others
             source = item["inputs"][0] if item["inputs"] else ""
             failed[vid] = f"{source}: {type(exc).__name__}: {exc}"
@@ -110,6 +126,4 @@ def run_batch(
             + "; ".join(f"video {vid} ({why})" for vid, why in failed.items())
             + f". The {len(done)} finished are kept (staged) and not redone when this job reruns"
         )
-    summary = {"videos": done, "n_done": sum(v == "done" for v in done.values())}
-    write_json_atomic(marker, summary)
-    return summary
+    return {"videos": done, "n_done": sum(v == "done" for v in done.values())}

@@ -21,6 +21,7 @@ def _items(tmp_path: Path, ids: list[str]) -> dict:
             "inputs": [str(source)],
             "params": {"scale": 2},
             "staged": {"out": str(tmp_path / "staged" / f"{vid}.out")},
+            "outputs": {"out": str(tmp_path / "final" / f"{vid}.out")},
         }
     return items
 
@@ -43,21 +44,27 @@ def test_a_failed_video_is_named_and_the_others_are_kept_and_reused(tmp_path: Pa
         Path(item["staged"]["out"]).write_text(Path(item["inputs"][0]).read_text() * 2)
 
     items = _items(tmp_path, ["a", "bad", "c"])
-    marker = tmp_path / "batch.json"
     with pytest.raises(BatchError) as err:
-        run_batch(items, run_one, marker, code="v1")
+        run_batch(items, run_one, code="v1")
     message = str(err.value)
     assert "1 of 3 videos failed: video bad (" in message and "frame 7 does not decode" in message
     assert "The 2 finished are kept" in message
-    assert not marker.exists()
     assert (tmp_path / "staged/a.out").read_text() == "aa"
+    assert not (tmp_path / "final/bad.out").exists()
+    # Snakemake removes every output of a failed job; the staged copies survive that
+    for final in (tmp_path / "final").iterdir():
+        final.unlink()
 
     (tmp_path / "fixed").touch()
     calls.clear()
-    summary = run_batch(items, run_one, marker, code="v1")
+    summary = run_batch(items, run_one, code="v1")
     assert calls == ["bad"]
     assert summary["videos"] == {"a": "reused", "bad": "done", "c": "reused"}
-    assert marker.exists()
+    assert {p.name: p.read_text() for p in (tmp_path / "final").iterdir()} == {
+        "a.out": "aa",
+        "bad.out": "badbad",
+        "c.out": "cc",
+    }
 
 
 def test_stale_staged_outputs_are_redone(tmp_path: Path) -> None:
@@ -68,16 +75,16 @@ def test_stale_staged_outputs_are_redone(tmp_path: Path) -> None:
         Path(item["staged"]["out"]).write_text("x")
 
     items = _items(tmp_path, ["a", "b", "c"])
-    run_batch(items, run_one, tmp_path / "m.json", code="v1")
+    run_batch(items, run_one, code="v1")
     calls.clear()
     source = tmp_path / "b.txt"
     os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
-    run_batch(items, run_one, tmp_path / "m.json", code="v1")
+    run_batch(items, run_one, code="v1")
     assert calls == ["b"]  # its input changed
     calls.clear()
-    run_batch(items, run_one, tmp_path / "m.json", code="v2")
+    run_batch(items, run_one, code="v2")
     assert calls == ["a", "b", "c"]  # the code changed
     calls.clear()
     (tmp_path / "staged/c.out").unlink()
-    run_batch(items, run_one, tmp_path / "m.json", code="v2")
+    run_batch(items, run_one, code="v2")
     assert calls == ["c"]  # its output went missing

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,12 +14,12 @@ def predict_batch(
     model_dirs: Sequence[str],
     model_files: Sequence[str],
     options: Mapping[str, Any],
-    marker: str | os.PathLike,
     threads: int = 1,
     code: str = "",
 ) -> dict[str, Any]:
-    """Predict each video of ``videos`` (id -> ``{"path", "frames", "staged"}``) into its staged
-    ``.slp``, loading the models only once, and only when a video needs predicting."""
+    """Predict each video of ``videos`` (id -> ``{"path", "frames", "staged", "output"}``) into
+    its staged ``.slp``, loading the models only once (and only when a video needs predicting),
+    and link it to ``output``."""
     from pipeline_lib.inference.options import InferenceOptions
     from pipeline_lib.inference.predict import predict_video
     from pipeline_lib.inference.predictors import make_predictor
@@ -47,7 +46,8 @@ def predict_batch(
             "inputs": [video["path"], *model_files],
             "params": {"frames": video.get("frames") or "", "options": dict(options)},
             "staged": {"predictions": video["staged"]},
+            "outputs": {"predictions": video["output"]},
         }
         for vid, video in videos.items()
     }
-    return run_batch(items, run_one, marker, code, what="predictions")
+    return run_batch(items, run_one, code, what="predictions")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,12 +11,12 @@ from pipeline_lib.batch import run_batch
 
 def track_batch(
     videos: Mapping[str, Mapping[str, Any]],
-    marker: str | os.PathLike,
     tracker_files: Sequence[str] = (),
     code: str = "",
 ) -> dict[str, Any]:
     """Track each video of ``videos`` (id -> ``{"predictions", "options", "staged": {"slp",
-    "csv", "analysis_h5"}}``) into its staged files. A tracker is built per video, as a job per
+    "csv", "analysis_h5"}, "outputs": {the same names}}``) into its staged files, linked to
+    ``outputs``. A tracker is built per video, as a job per
     video would, so no state carries over from one video to the next."""
     from pipeline_lib.tracking.track import track_file
 
@@ -36,7 +35,8 @@ def track_batch(
             "inputs": [video["predictions"], *tracker_files],
             "params": {"options": dict(video["options"])},
             "staged": dict(video["staged"]),
+            "outputs": dict(video["outputs"]),
         }
         for vid, video in videos.items()
     }
-    return run_batch(items, run_one, marker, code, what="tracks")
+    return run_batch(items, run_one, code, what="tracks")

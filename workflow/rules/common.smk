@@ -4,7 +4,6 @@
 
 import os
 import re
-import shlex
 import types
 
 import pipeline_lib
@@ -36,7 +35,6 @@ except WorkflowConfigError as exc:
 # videos.per_job > 1: batches of videos predicted by one job each (rule predict_batch).
 PER_JOB = config["videos"]["per_job"]
 BATCHES = video_batches(PLAN.videos, PER_JOB) if PER_JOB > 1 else {}
-BATCH_OF = {v: b for b, vids in BATCHES.items() for v in vids}
 
 
 def _alternation(names):
@@ -50,7 +48,6 @@ wildcard_constraints:
     model=_alternation(config["models"]),
     video=_alternation(PLAN.videos),
     split="val|test",
-    batch=_alternation(BATCHES),
 
 
 def code(entry):
@@ -90,42 +87,38 @@ def _predicted_share(wildcards, input):
 INPUT_SHARE = {"predict_video": _predicted_share}
 
 
-def staged_prediction(video):
-    """Where predict_batch leaves a video's predictions for predict_video to publish."""
-    return f"results/predictions/staged/{video}.predictions.slp"
-
-
+# videos.per_job > 1 (batch.smk): the files of one video's tracks, staged and final.
 STAGED_TRACKS = {"slp": "tracked.slp", "csv": "tracked.csv", "analysis_h5": "tracked.analysis.h5"}
 
 
-def staged_tracks(video):
-    """Where track_batch leaves a video's tracks for track_video to publish."""
-    return {k: f"results/tracks/staged/{video}.{suffix}" for k, suffix in STAGED_TRACKS.items()}
+def apply_family_resources(made, family):
+    """Profile ``set-resources`` (or ``--set-resources``) given for a family of rules made in a
+    loop (``predict_batch``: each ``predict_batch_{batch}``) apply to each of them, as they
+    would to a rule of that name (Snakemake itself matches them by exact rule name only)."""
+    overrides = workflow.resource_settings._parsed_overwrite_resources.get(family)
+    if overrides:
+        made.resources.update(overrides)
 
 
 def batch_tracking(video):
-    """What track_batch needs to know of one of its videos."""
+    """What a track_batch job needs to know of one of its videos."""
     return {
         "predictions": f"results/predictions/{video}.predictions.slp",
         "options": tracking_options(types.SimpleNamespace(video=video)),
-        "staged": staged_tracks(video),
+        "staged": {k: f"results/tracks/staged/{video}.{s}" for k, s in STAGED_TRACKS.items()},
+        "outputs": {k: f"results/tracks/{video}.{s}" for k, s in STAGED_TRACKS.items()},
     }
 
 
-def link_staged(pairs):
-    """Shell command giving each staged file (key) its final name (value): a hard link, or a
-    copy where the two are on different file systems."""
-    quote = shlex.quote
-    return " && ".join(
-        f"{{ ln -f {quote(src)} {quote(dst)} 2>/dev/null || cp {quote(src)} {quote(dst)}; }}"
-        for src, dst in pairs.items()
-    )
-
-
 def batch_video(video):
-    """What predict_batch needs to know of one of its videos."""
+    """What a predict_batch job needs to know of one of its videos."""
     entry = PLAN.videos[video]
-    return {"path": entry.path, "frames": entry.frames, "staged": staged_prediction(video)}
+    return {
+        "path": entry.path,
+        "frames": entry.frames,
+        "staged": f"results/predictions/staged/{video}.predictions.slp",
+        "output": f"results/predictions/{video}.predictions.slp",
+    }
 
 
 def log_path(rule_name, name="run"):

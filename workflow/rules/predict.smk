@@ -1,6 +1,6 @@
 # Pose prediction, one job per video (on SLURM: one cluster job per video). A manifest row's
 # `frames` column limits a job to a selection of its video's frames. With videos.per_job > 1
-# the Snakefile includes predict_batch.smk instead.
+# the Snakefile includes batch.smk instead.
 
 
 rule predict_video:

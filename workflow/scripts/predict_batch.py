@@ -1,5 +1,5 @@
 """Rule predict_batch: predict the videos of one batch (``videos.per_job``) with the models
-loaded once; each video's predictions are staged for rule predict_video to publish."""
+loaded once; each video's predictions are staged, then linked to their usual name."""
 
 from _common import run_stage
 
@@ -12,7 +12,6 @@ def main(smk):
         model_dirs=list(smk.params.model_dirs),
         model_files=list(smk.input.models),
         options=dict(smk.params.options),
-        marker=smk.output[0],
         threads=smk.threads,
         code=smk.params.code,
     )

@@ -1,5 +1,5 @@
 """Rule track_batch: track the videos of one batch (``videos.per_job``) in one process; each
-video's tracks are staged for rule track_video to publish."""
+video's tracks are staged, then linked to their usual names."""
 
 from _common import run_stage
 
@@ -9,7 +9,6 @@ def main(smk):
 
     return track_batch(
         videos=dict(smk.params.videos),
-        marker=smk.output[0],
         tracker_files=list(smk.input.tracker),
         code=smk.params.code,
     )
