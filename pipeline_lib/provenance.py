@@ -24,8 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline_lib.config.yaml_io import load_yaml
 from pipeline_lib.io.atomic import write_json_atomic
 
 #: Bumped when keys are renamed or removed, so readers can tell old files apart.
@@ -158,7 +157,7 @@ def model_seeds(
     else the pipeline's ``seed`` (the rule passes it when the config leaves it null)."""
     seeds: dict[str, int | None] = {}
     for model, path in model_configs.items():
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = load_yaml(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a sleap-nn training config mapping")
         seed = (data.get("trainer_config") or {}).get("seed")

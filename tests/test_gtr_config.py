@@ -170,7 +170,7 @@ def test_errors_are_tracker_option_errors_and_files_are_named(tmp_path: Path) ->
         load_tracker_options(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("tracker: [unclosed\n")
-    with pytest.raises(GTRTrackerOptionsError, match="broken.yaml' is not valid YAML"):
+    with pytest.raises(GTRTrackerOptionsError, match="broken.yaml': line 2, column 1: not valid"):
         load_tracker_options(broken)
 
 

@@ -18,12 +18,10 @@ import os
 import re
 import types
 import typing
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pipeline_lib.config import ignored
 from pipeline_lib.config.training_config import (
@@ -33,6 +31,7 @@ from pipeline_lib.config.training_config import (
     TrainingJobConfig,
     is_section,
 )
+from pipeline_lib.config.yaml_io import YamlFileError, load_yaml
 from pipeline_lib.io.atomic import write_yaml_atomic
 
 
@@ -150,37 +149,13 @@ def active_backbone(cfg: TrainingJobConfig) -> Any:
 # --------------------------------------------------------------------------- YAML reading
 
 
-class _StrictYamlLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated within one mapping (PyYAML keeps the last)."""
-
-
-def _construct_unique_mapping(loader: _StrictYamlLoader, node: yaml.MappingNode) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, Hashable):
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictYamlLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"Training config not found: {path}")
     try:
-        data = yaml.load(path.read_text(), Loader=_StrictYamlLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+        data = load_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError([exc.detail], str(path)) from None
     if data is None:
         raise ConfigError(["the file is empty"], str(path))
     return data

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline_lib.config.yaml_io import YamlFileError, parse_yaml
 from pipeline_lib.tracking.options import (
     TrackerOptionsError,
     check_int,
@@ -205,11 +204,9 @@ def load_tracker_options(
     except OSError as err:
         raise GTRTrackerOptionsError(f"Cannot read tracker config {str(path)!r}: {err}") from err
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise GTRTrackerOptionsError(
-            f"Tracker config {str(path)!r} is not valid YAML: {err}"
-        ) from err
+        data = parse_yaml(text, str(path))
+    except YamlFileError as err:
+        raise GTRTrackerOptionsError(f"Tracker config {str(path)!r}: {err.detail}") from None
     try:
         return GTRTrackerOptions.from_dict(data)
     except GTRTrackerOptionsError as err:

@@ -46,9 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline_lib.config.loader import did_you_mean
+from pipeline_lib.config.yaml_io import YamlFileError, load_yaml
 from pipeline_lib.io.atomic import write_yaml_atomic
 from pipeline_lib.tracking.gtr.config import GTRTrackerOptions
 from pipeline_lib.tracking.gtr.data import ClipDatasetOptions
@@ -375,11 +374,11 @@ def load_run_config(source: str | os.PathLike | Mapping[str, Any] | RunConfig) -
         return _from_mapping(source, None)
     path = Path(source)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
     except OSError as err:
         raise RunConfigError(f"Cannot read tracker run config {str(path)!r}: {err}") from err
-    except yaml.YAMLError as err:
-        raise RunConfigError(f"Tracker run config {str(path)!r} is not valid YAML: {err}") from err
+    except YamlFileError as err:
+        raise RunConfigError(f"Tracker run config {str(path)!r}: {err.detail}") from None
     try:
         return _from_mapping(data, path.resolve().parent)
     except ValueError as err:

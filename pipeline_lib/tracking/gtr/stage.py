@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
+from pipeline_lib.config.yaml_io import load_yaml
 
 
 def workflow_tracker_config(
@@ -26,8 +26,7 @@ def workflow_tracker_config(
     Without ``val_labels`` the config's validation dataset is dropped rather than left pointing
     at files of another project.
     """
-    with open(config_path) as fh:
-        data = yaml.safe_load(fh) or {}
+    data = load_yaml(config_path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{config_path}: a tracker training config must be a mapping")
     data = copy.deepcopy(data)
