@@ -9,6 +9,9 @@ Layout of ``out_dir`` (the workflow registers these for ``snakemake --report``):
     videos.csv              instances and tracks per video
     training_curves/{model}.png
     example_frames/{video}.png
+    pose_figures/{model}.{split}.png  per-node error, error distribution, PCK curve
+    summary.html, pose_accuracy.html, tracking.html, provenance.html   the pages of report.html
+    headline.html           what was run and the headline numbers, for the report's home page
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any
 import pipeline_lib
 from pipeline_lib.io.atomic import write_json_atomic, write_text_atomic
 from pipeline_lib.io.labels import LabelsError, load_labels
-from pipeline_lib.report import figures
+from pipeline_lib.report import figures, html
+from pipeline_lib.report.checks import all_warnings, expected_tracks_flag
+from pipeline_lib.report.frames import render_example_frames
 from pipeline_lib.report.inputs import (
     TRACKING_KEYS,
     TRACKING_OPTIONAL_KEYS,
@@ -30,10 +35,12 @@ from pipeline_lib.report.inputs import (
     load_tracking_row,
     load_training_log,
     read_json,
+    split_pose_key,
     training_summary,
     video_counts,
 )
-from pipeline_lib.report.tables import markdown_table, write_csv
+from pipeline_lib.report.pose_figures import load_matches, plot_pose_figures
+from pipeline_lib.report.tables import fmt, markdown_table, write_csv
 from pipeline_lib.report.targets import (
     MOTA_TARGET,
     POSE_MAP_TARGET,
@@ -72,6 +79,8 @@ VIDEO_COLUMNS = [
     ("max_instances_per_frame", "max/frame"),
     ("n_tracks", "tracks"),
     ("n_untracked_instances", "untracked"),
+    ("expected_animals", "animals"),
+    ("track_flag", "flag"),
     ("example_frames", "example frames"),
 ]
 TRACKING_COLUMNS = [
@@ -99,6 +108,9 @@ def build_report(
     pose_map_target: float = POSE_MAP_TARGET,
     mota_target: float = MOTA_TARGET,
     provenance: str | os.PathLike | None = None,
+    pose_npz: Mapping[str, str] | None = None,
+    expected_animals: Mapping[str, int | None] | None = None,
+    peak_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Write the report and return its summary (the content of ``summary.json``).
 
@@ -112,12 +124,18 @@ def build_report(
         provenance: ``provenance.json`` of the run (pipeline_lib.provenance); copied into
             ``summary.json`` and summarised in ``summary.md`` so the numbers travel with what
             produced them.
+        pose_npz: ``"model/split"`` -> ``metrics.{split}.npz`` (raw matches) for the pose
+            figures and the per-node table; keys without one get neither.
+        expected_animals: video id -> number of animals (``max_tracks``) when known; a video
+            with more tracks is flagged.
+        peak_threshold: the inference peak threshold, named in the warning of an empty video.
     """
     out = Path(out_dir)
     curves_dir = out / "training_curves"
     frames_dir = out / "example_frames"
     curves_dir.mkdir(parents=True, exist_ok=True)
     frames_dir.mkdir(parents=True, exist_ok=True)
+    expected_animals = expected_animals or {}
 
     pose_rows = [load_pose_row(key, path) for key, path in sorted(pose_metrics.items())]
 
@@ -131,16 +149,22 @@ def build_report(
         training_rows.append(row)
 
     video_rows = [
-        _video_row(v, p, frames_dir, out, n_example_frames) for v, p in sorted(tracked.items())
+        _video_row(v, p, frames_dir, out, n_example_frames, expected_animals.get(v))
+        for v, p in sorted(tracked.items())
     ]
     tracking_rows = [load_tracking_row(v, p) for v, p in sorted(tracking_metrics.items())]
 
     targets = check_demo_targets(
         pose_rows, tracking_rows, demo_models, demo_videos, pose_map_target, mota_target
     )
+    per_node = _pose_figures(out, pose_npz or {})
+    warnings = all_warnings(pose_rows, video_rows, tracking_rows, peak_threshold)
+    for warning in warnings:
+        log.warning("%s", warning)
     summary = {
         "pipeline_lib_version": pipeline_lib.__version__,
         "demo_targets": targets,
+        "warnings": warnings,
         "pose": pose_rows,
         "training": training_rows,
         "videos": video_rows,
@@ -156,13 +180,19 @@ def build_report(
     write_csv(out / "videos.csv", video_rows, [k for k, _ in VIDEO_COLUMNS] + ["note"])
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "summary.md", _markdown(summary))
+    html.write_pages(out, _html_pages(summary, per_node))
     log.info("Report written to %s", out)
     return summary
 
 
-def _video_row(video: str, path: str, frames_dir: Path, out: Path, n_frames: int) -> dict[str, Any]:
-    """Counts for one video plus its example-frame montage (or a note saying why there is none)."""
+def _video_row(
+    video: str, path: str, frames_dir: Path, out: Path, n_frames: int, expected: int | None
+) -> dict[str, Any]:
+    """Counts for one video, a flag when it has more tracks than animals, and its
+    example-frame montage (or a note saying why there is none)."""
     row = video_counts(video, path)
+    row["expected_animals"] = expected
+    row["track_flag"] = expected_tracks_flag(row, expected)
     row["example_frames"] = None
     row["note"] = None
     if n_frames <= 0:
@@ -174,13 +204,116 @@ def _video_row(video: str, path: str, frames_dir: Path, out: Path, n_frames: int
         log.warning("%s: %s", video, row["note"])
         return row
     figure = frames_dir / f"{video}.png"
-    shown = figures.example_frames(labels, n_frames, figure)
-    if shown:
+    picks = render_example_frames(labels, n_frames, figure)
+    if picks:
         row["example_frames"] = figure.relative_to(out).as_posix()
-        row["frames_shown"] = shown
+        row["frames_shown"] = [p.frame_idx for p in picks]
+        row["frames_why"] = [p.reason for p in picks]
     else:
         row["note"] = "no example frames: no frame has an instance"
     return row
+
+
+def _pose_figures(out: Path, pose_npz: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Figure and per-node error rows of every evaluation that saved its raw matches."""
+    fig_dir = out / "pose_figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    blocks = []
+    for key, path in sorted(pose_npz.items()):
+        model, split = split_pose_key(key)
+        plot_pose_figures(path, f"{model} on {split}", fig_dir / f"{model}.{split}.png")
+        matches = load_matches(path)
+        rows = html.per_node_rows(matches["nodes"], matches["distances"])
+        blocks.append({"title": f"{model} on {split}", "rows": rows})
+    return blocks
+
+
+def headline(summary: dict[str, Any]) -> list[str]:
+    """The few numbers a reader looks for first: what ran, pose accuracy, tracking."""
+    lines = []
+    models = sorted({r["model"] for r in summary["pose"]})
+    if models:
+        lines.append(f"Evaluated predictor: {', '.join(models)}")
+    for r in summary["pose"]:
+        lines.append(
+            f"{r['model']} on {r['split']}: mAP {fmt(r['mAP'])}, mOKS {fmt(r['mOKS'])}, "
+            f"{r['n_matched']} of {r['n_gt_instances']} ground-truth instances matched"
+        )
+    videos = summary["videos"]
+    if videos:
+        n_inst = sum(v["n_instances"] for v in videos)
+        lines.append(f"{len(videos)} videos predicted: {n_inst} instances")
+    for r in summary["tracking"]:
+        lines.append(
+            f"{r['video']}: MOTA {fmt(r['mota'])}, IDF1 {fmt(r['idf1'])}, "
+            f"{fmt(r['id_switches'])} identity switches"
+        )
+    return lines
+
+
+def _html_pages(
+    summary: dict[str, Any], per_node: list[dict[str, Any]]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Template and context of each page of the report (and of the home-page fragment)."""
+    top = {
+        "targets": summary["demo_targets"],
+        "targets_text": targets_line(summary["demo_targets"]).replace("**", ""),
+        "headline": headline(summary),
+        "warnings": summary["warnings"],
+    }
+    tables = {
+        "pose": summary["pose"],
+        "pose_columns": POSE_COLUMNS,
+        "training": summary["training"],
+        "training_columns": TRAINING_COLUMNS,
+        "videos": summary["videos"],
+        "video_columns": VIDEO_COLUMNS,
+        "tracking": summary["tracking"],
+        "tracking_columns": TRACKING_COLUMNS,
+    }
+    prov = summary.get("provenance")
+    # The section pages carry every column of their CSV file; the summary keeps the short set.
+    shown = {c[0] for c in TRACKING_COLUMNS}
+    full = {
+        "pose_columns": [*POSE_COLUMNS, ("n_pred_instances", "predicted")],
+        "tracking_columns": TRACKING_COLUMNS
+        + [(k, k) for k in TRACKING_OPTIONAL_KEYS if k not in shown],
+    }
+    return {
+        "summary.html": ("summary", {"title": "Run summary", **top, **tables}),
+        "headline.html": ("headline", top),
+        "pose_accuracy.html": (
+            "pose",
+            {
+                "title": "Pose accuracy",
+                "explain": POSE_EXPLANATION,
+                "per_node": per_node,
+                "node_columns": html.NODE_COLUMNS,
+                **tables,
+                **full,
+            },
+        ),
+        "tracking.html": (
+            "tracking",
+            {"title": "Tracking", "warnings": summary["warnings"], **tables, **full},
+        ),
+        "provenance.html": (
+            "provenance",
+            {
+                "title": "Provenance",
+                "rows": provenance_rows(prov) if prov else [],
+                "columns": [("what", "what"), ("value", "value")],
+            },
+        ),
+    }
+
+
+POSE_EXPLANATION = (
+    "mOKS: mean object keypoint similarity of matched instances; mAP/mAR: average "
+    "precision/recall over the OKS thresholds of the metrics file (0.50:0.05:0.95); "
+    "dist: keypoint error in pixels; mPCK: mean fraction of keypoints closer than each "
+    "pixel threshold."
+)
 
 
 def _markdown(summary: dict[str, Any]) -> str:
@@ -191,12 +324,11 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         targets_line(summary["demo_targets"]),
         "",
+        *[f"- Warning: {w}" for w in summary["warnings"]],
+        "",
         "## Pose accuracy",
         "",
-        "mOKS: mean object keypoint similarity of matched instances; mAP/mAR: average "
-        "precision/recall over the OKS thresholds of the metrics file (0.50:0.05:0.95); "
-        "dist: keypoint error in pixels; mPCK: mean fraction of keypoints closer than each "
-        "pixel threshold.",
+        POSE_EXPLANATION,
         "",
         markdown_table(summary["pose"], POSE_COLUMNS),
         "## Training",
@@ -245,8 +377,20 @@ def _training_job_summary(env: dict[str, Any] | None) -> str:
 
 
 def _provenance_markdown(prov: dict[str, Any]) -> list[str]:
-    """The provenance section: enough to tell whether two reports can be compared number for
-    number (same code, configs, seeds, packages and kind of machine)."""
+    """The provenance section of summary.md."""
+    return [
+        "",
+        "## Provenance",
+        "",
+        "From provenance.json, written with the results; summary.json has all of it.",
+        "",
+        markdown_table(provenance_rows(prov), [("what", "what"), ("value", "value")]),
+    ]
+
+
+def provenance_rows(prov: dict[str, Any]) -> list[dict[str, Any]]:
+    """What/value rows: enough to tell whether two reports can be compared number for number
+    (same code, configs, seeds, packages and kind of machine)."""
     project = prov.get("project") or {}
     commit = project.get("git_commit")
     if commit:
@@ -289,11 +433,4 @@ def _provenance_markdown(prov: dict[str, Any]) -> list[str]:
         rows.append({"what": f"trained {model}", "value": _training_job_summary(env)})
     for label, rec in (prov.get("config_files") or {}).items():
         rows.append({"what": label, "value": f"{rec['path']} (sha256 {rec['sha256'][:12]})"})
-    return [
-        "",
-        "## Provenance",
-        "",
-        "From provenance.json, written with the results; summary.json has all of it.",
-        "",
-        markdown_table(rows, [("what", "what"), ("value", "value")]),
-    ]
+    return rows

@@ -274,6 +274,23 @@ REPORT_OUTPUTS = {
 }
 
 
+def expected_animals():
+    """Video id -> number of animals when known: the video's max_tracks, the tracking
+    max_tracks, or the demo's n_animals for demo videos."""
+    out = {}
+    for vid, entry in PLAN.videos.items():
+        n = entry.max_tracks if entry.max_tracks is not None else config["tracking"]["max_tracks"]
+        if n is None and vid in PLAN.demo_videos:
+            n = config["demo"]["n_animals"]
+        out[vid] = n
+    return out
+
+
+def pose_npz_files():
+    """``{"model/split": metrics npz}``: the raw matches behind each metrics file."""
+    return {k: p[: -len(".json")] + ".npz" for k, p in pose_metrics_files().items()}
+
+
 def all_targets():
     """Everything `snakemake` builds by default."""
     targets = list(pose_files().values())

@@ -1,11 +1,13 @@
 # Human-readable summary of a run: metrics tables, training curves, example frames, the demo
 # PASS/FAIL line, and where the results came from (provenance). Its files are also registered
-# for `snakemake --report report.html`.
+# for `snakemake --report report.html`: one HTML page per section (the viewer shows HTML and
+# images inline, every other file only as a download), figures, and the home page's headline.
 
 
 rule report:
     input:
         pose_metrics=list(pose_metrics_files().values()),
+        pose_npz=list(pose_npz_files().values()),
         training_logs=list(training_log_files().values()),
         tracked=list(pose_files().values()),
         tracking_metrics=list(tracking_metric_files().values()),
@@ -15,6 +17,30 @@ rule report:
             REPORT_OUTPUTS["summary_md"], caption="../report/summary.rst", category="1. Summary"
         ),
         summary_json=REPORT_OUTPUTS["summary_json"],
+        headline="results/report/headline.html",
+        summary_html=report(
+            "results/report/summary.html", caption="../report/summary.rst", category="1. Summary"
+        ),
+        pose_html=report(
+            "results/report/pose_accuracy.html",
+            caption="../report/pose_metrics.rst",
+            category="2. Pose accuracy",
+        ),
+        pose_figures=report(
+            directory("results/report/pose_figures"),
+            patterns=["{model}.{split}.png"],
+            caption="../report/pose_figures.rst",
+            category="2. Pose accuracy",
+            labels={"model": "{model}", "split": "{split}"},
+        ),
+        tracking_html=report(
+            "results/report/tracking.html", caption="../report/videos.rst", category="3. Tracking"
+        ),
+        provenance_html=report(
+            "results/report/provenance.html",
+            caption="../report/provenance.rst",
+            category="6. Provenance",
+        ),
         pose_table=report(
             REPORT_OUTPUTS["pose_table"], caption="../report/pose_metrics.rst", category="2. Pose accuracy"
         ),
@@ -42,6 +68,9 @@ rule report:
         ),
     params:
         pose_keys=list(pose_metrics_files()),
+        npz_keys=list(pose_npz_files()),
+        expected_animals=expected_animals(),
+        peak_threshold=config["inference"]["peak_threshold"],
         training_keys=list(training_log_files()),
         tracked_keys=list(pose_files()),
         tracking_keys=list(tracking_metric_files()),

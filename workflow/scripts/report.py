@@ -25,6 +25,9 @@ def main(smk):
         demo_models=list(p.demo_models),
         demo_videos=list(p.demo_videos),
         provenance=smk.input.provenance,
+        pose_npz=keyed(p.npz_keys, smk.input.pose_npz),
+        expected_animals=dict(p.expected_animals),
+        peak_threshold=p.peak_threshold,
     )
 
 
