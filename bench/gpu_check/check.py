@@ -241,7 +241,7 @@ def run_steps(runner: Runner, cuda: bool, peer: bool, py: str) -> None:
     ]
     runner.step(
         "train",
-        150,
+        180,
         [
             *train,
             "--steps",
@@ -296,8 +296,8 @@ def table(env: dict, results: dict[str, dict]) -> str:
         rows.append(
             (
                 "gpu tests",
-                f"{passed} passed, {t['failures'] + t['errors']} failed "
-                f"{t['failed'] or ''}, {t['skipped']} skipped",
+                f"{passed} passed, {t['failures'] + t['errors']} failed"
+                f"{' ' + ', '.join(t['failed']) if t['failed'] else ''}, {t['skipped']} skipped",
             )
         )
     p = results.get("predict", {})

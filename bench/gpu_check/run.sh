@@ -33,23 +33,33 @@ fi
 # A venv of its own that still sees the image's packages: a .pth file puts the base Python's
 # site-packages after the venv's (the base may itself be a venv, whose packages a
 # --system-site-packages venv would not see).
+# Should no venv be possible there, the wheels go to a folder on PYTHONPATH instead.
 venv="$work/venv"
-"$base_python" -m venv --without-pip "$venv" || exit 1
 base_site=$("$base_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$base_site" >"$site/_gpu_check_image.pth"
-py="$venv/bin/python"
+if "$base_python" -m venv --without-pip "$venv" >"$out/venv.log" 2>&1; then
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$base_site" >"$site/_gpu_check_image.pth"
+    py="$venv/bin/python"
+    target=()
+else
+    py="$base_python"
+    target=(--target "$work/site")
+    export PYTHONPATH="$work/site"
+fi
 # Nothing but the wheelhouse: no pip configuration's indexes, find-links or constraints.
 export PIP_CONFIG_FILE=/dev/null
 unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_CONSTRAINT
 {
     echo "base python: $("$base_python" -c 'import sys; print(sys.executable, sys.version)')"
     "$py" -m pip install --no-index --no-deps --no-compile --disable-pip-version-check \
-        "$carried"/wheelhouse/*.whl &&
-        "$py" -m pip install --no-index --no-deps --no-build-isolation --disable-pip-version-check \
-            -e "$root"
+        "${target[@]}" "$carried"/wheelhouse/*.whl
 } >"$out/install.log" 2>&1
 status=$?
+# This project from the tree that travelled (never a stale wheel); where an editable install
+# cannot be made, the root on PYTHONPATH serves (bench scripts run from other folders).
+"$py" -m pip install --no-index --no-deps --no-build-isolation --disable-pip-version-check \
+    "${target[@]}" -e "$root" >>"$out/install.log" 2>&1 ||
+    export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 "$py" -m pip check >"$out/pip-check.txt" 2>&1 # informational: --no-deps leaves some out on purpose
 echo "install: exit $status in $(($(date +%s) - started)) s (log: install.log)"
 if [ "$status" -ne 0 ]; then
