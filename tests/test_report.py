@@ -352,3 +352,30 @@ def test_tracking_eval_wrapper_scores_perfect_tracks(tmp_path: Path, tracked_slp
     metrics = evaluate_tracking_files(tracked_slp, tracked_slp, out)
     assert metrics["mota"] == pytest.approx(1.0) and metrics["id_switches"] == 0
     assert json.loads(out.read_text())["num_gt"] == 2 * N_FRAMES
+
+
+def test_clip_renders_the_first_frames(tmp_path: Path, tracked_slp: Path) -> None:
+    from pipeline_lib.report.clips import render_clip
+
+    out = tmp_path / "clips/two_flies.mp4"
+    out.parent.mkdir()
+    assert render_clip(tracked_slp, out, n_frames=5) == 5
+    video = cv2.VideoCapture(str(out))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    ok, frame = video.read()
+    assert ok and frame.shape[:2] == (1024, 1024)
+    video.release()
+    assert [p.name for p in out.parent.iterdir()] == ["two_flies.mp4"]  # no temporary left
+
+
+def test_clips_are_off_by_default_and_a_dag_output_when_on(tmp_path: Path) -> None:
+    from helpers import snakemake_dry_run
+
+    off = snakemake_dry_run()
+    assert off.returncode == 0, off.stderr[-2000:]
+    assert "render_clip" not in off.stdout
+    on_config = tmp_path / "clips.yaml"
+    on_config.write_text("report:\n  clips: true\n  clip_frames: 50\n")
+    on = snakemake_dry_run("--configfile", str(on_config))
+    assert on.returncode == 0, on.stderr[-2000:]
+    assert "results/report/clips/demo_0.mp4" in on.stdout

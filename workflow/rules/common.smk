@@ -300,7 +300,15 @@ def all_targets():
     targets += model_files(config["models"])
     targets += list(tracking_metric_files().values())
     targets += [REPORT_OUTPUTS["summary_md"], REPORT_OUTPUTS["summary_json"]]
+    targets += clip_files()
     return targets
+
+
+def clip_files():
+    """Labelled clips (report.clips, off by default): a rendering of results, not a result."""
+    if not config["report"]["clips"]:
+        return []
+    return [f"results/report/clips/{v}.mp4" for v in PLAN.videos]
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -325,7 +333,7 @@ def provenance_config_files():
 
 def provenance_results():
     """Every final result (everything `snakemake` builds except the report itself)."""
-    report_files = {REPORT_OUTPUTS["summary_md"], REPORT_OUTPUTS["summary_json"]}
+    report_files = {REPORT_OUTPUTS["summary_md"], REPORT_OUTPUTS["summary_json"], *clip_files()}
     return [t for t in all_targets() if t not in report_files]
 
 

@@ -89,3 +89,30 @@ rule report:
         "../../envs/pipeline.yaml"
     script:
         "../scripts/report.py"
+
+
+# report.clips: a labelled clip per video, off by default (rendering re-reads every frame).
+rule render_clip:
+    input:
+        poses=lambda w: final_pose_file(w.video),
+    output:
+        clip=report(
+            "results/report/clips/{video}.mp4",
+            caption="../report/clips.rst",
+            category="7. Clips",
+            labels={"video": "{video}"},
+        ),
+    params:
+        n_frames=config["report"]["clip_frames"],
+        code=code("pipeline_lib.report.clips"),
+    log:
+        log_path("render_clip", "{video}"),
+    benchmark:
+        bench_path("render_clip", "{video}")
+    threads: rule_threads("report")
+    resources:
+        **rule_resources("report"),
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/render_clip.py"
