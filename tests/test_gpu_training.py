@@ -182,11 +182,27 @@ def test_bottomup_trains_and_predicts_on_the_device(flies, shared_data, gpu_devi
     assert summary["n_frames"] == 16
 
 
+@pytest.fixture
+def strict_fp32():
+    """TF32 off for cuDNN convolutions and CUDA matrix products, as before afterwards."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def by_x(instances: np.ndarray) -> np.ndarray:
+    """(instances, nodes, 2) sorted by mean x, so two devices' outputs pair up."""
+    return instances[np.argsort(np.nanmean(instances[:, :, 0], axis=1))]
+
+
 def test_sleap_nn_models_predict_the_same_poses_on_the_device_as_on_the_cpu(
-    shared_data, tmp_path, gpu_device
+    shared_data, tmp_path, gpu_device, strict_fp32
 ):
-    """sleap-nn's trained top-down pair on 16 frames of its video, fp32 on both devices: the
-    same instances, points within a pixel (cuDNN's TF32 convolutions round differently)."""
+    """sleap-nn's trained top-down pair on 16 frames of its video in strict fp32 on both
+    devices (TF32 off, which cuDNN would otherwise use for fp32 convolutions): the same frames
+    and instances, and at least 98% of the points within half a pixel or missing on both (a
+    peak at a near-tie of two grid cells may still flip)."""
     runs = shared_data / "sleap_nn_assets/model_ckpts"
     models = [runs / "minimal_instance_centroid", runs / "minimal_instance_centered_instance"]
     video = shared_data / "sleap_nn_assets/datasets/centered_pair_small.mp4"
@@ -195,18 +211,18 @@ def test_sleap_nn_models_predict_the_same_poses_on_the_device_as_on_the_cpu(
         out = tmp_path / f"{device}.slp"
         predict_video(models, video, out, {"device": device, "precision": "32"}, 2, "0-15")
         labels = sio.load_slp(str(out), open_videos=False)
-        points[device] = [
-            np.stack([inst.numpy() for inst in lf.instances]) if lf.instances else None
-            for lf in sorted(labels.labeled_frames, key=lambda lf: lf.frame_idx)
-        ]
+        points[device] = {
+            lf.frame_idx: by_x(np.stack([inst.numpy() for inst in lf.instances]))
+            for lf in labels.labeled_frames
+            if lf.instances
+        }
     ref, got = points["cpu"], points[gpu_device]
-    assert len(ref) == len(got) == 16
-    assert sum(p is not None for p in ref) >= 8  # the models find the flies
-    for frame, (a, b) in enumerate(zip(ref, got, strict=True)):
-        assert (a is None) == (b is None), frame
-        if a is None:
-            continue
+    assert len(ref) >= 8  # the models find the flies
+    assert sorted(ref) == sorted(got)
+    agree = total = 0
+    for frame, a in ref.items():
+        b = got[frame]
         assert a.shape == b.shape, frame
-        a, b = a[np.argsort(a[:, 0, 0])], b[np.argsort(b[:, 0, 0])]
-        assert np.array_equal(np.isnan(a), np.isnan(b)), frame
-        assert np.nanmax(np.abs(a - b)) < 1.0, (frame, np.nanmax(np.abs(a - b)))
+        close = (np.isnan(a) & np.isnan(b)).all(-1) | (np.abs(a - b) < 0.5).all(-1)
+        agree, total = agree + int(close.sum()), total + close.size
+    assert agree / total >= 0.98, (agree, total)
