@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build what the GPU check carries to a lent GPU machine, in build/gpu-check (git-ignored):
 #   wheelhouse/    Python 3.12 wheels of what that machine's image lacks (wheelhouse.txt)
+#   debs/          Debian packages of the system libraries skia-python links (syslibs.py)
 #   shared/data/   the few shared test files the check reads (data.txt)
 # and say how big the call will be: the working tree plus this folder must stay under the
 # 64 MiB that travels with one call (this script stops above LIMIT_MIB, default 60).
@@ -47,6 +48,30 @@ wheelhouse() {
     echo "wheelhouse: $(find "$dest/wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$dest/wheelhouse" | cut -f1)"
 }
 
+debs() {
+    # The system libraries skia-python links (syslibs.py's list), as Debian packages for amd64,
+    # through a private package list (the system's apt state is left alone). Without apt-get
+    # the check relies on the image having them.
+    local lists="${TMPDIR:-/tmp}/gpu-check-apt-lists" packages
+    packages=$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import syslibs; print(*syslibs.LIBS)' "$here")
+    if ! command -v apt-get >/dev/null; then
+        echo "prepare.sh: no apt-get here; not carrying $packages" >&2
+        return 0
+    fi
+    local o=(-qq -oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$lists")
+    mkdir -p "$lists/partial"
+    rm -rf "$dest/debs"
+    mkdir -p "$dest/debs"
+    apt-get "${o[@]}" update
+    # shellcheck disable=SC2086 # one word per package
+    (cd "$dest/debs" && apt-get "${o[@]}" download $packages 2>&1 | grep -v unsandboxed || true)
+    local deb
+    for deb in "$dest"/debs/*%3a*.deb; do # epochs ("2%3a1.8.4") make odd file names
+        [ -e "$deb" ] && mv "$deb" "${deb//%3a/-}"
+    done
+    echo "system libraries: $(find "$dest/debs" -name '*.deb' | wc -l) packages, $(du -sh "$dest/debs" | cut -f1)"
+}
+
 data() {
     local rel
     if [ ! -d "$shared/data" ]; then
@@ -83,9 +108,9 @@ if [ "${1:-}" = "--functions-only" ]; then # sourced by rehearse.sh for python31
 fi
 mkdir -p "$dest"
 case "${1:-all}" in
-wheelhouse) wheelhouse ;;
+wheelhouse) wheelhouse && debs ;;
 data) data ;;
-all) wheelhouse && data ;;
+all) wheelhouse && debs && data ;;
 *)
     echo "usage: prepare.sh [wheelhouse|data|all]" >&2
     exit 2

@@ -28,7 +28,7 @@ fi
 export OUT="$root/results/gpu_check_rehearsal"
 rm -rf "$OUT"
 export BASE_PYTHON="$standin/bin/python"
-export PIPELINE_GPU_TESTS_ON_CPU=1
+export PIPELINE_GPU_TESTS_ON_CPU=1 GPU_CHECK_FORCE_SYSLIBS=1
 export GPU_CHECK_WORK="${TMPDIR:-/tmp}/gpu-check-rehearsal"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 GPU_CHECK_BUDGET_S="${GPU_CHECK_BUDGET_S:-1500}" bash "$here/run.sh"

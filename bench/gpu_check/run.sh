@@ -67,6 +67,17 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 
+# System libraries skia-python needs that the image may lack (syslibs.py; all of them with
+# GPU_CHECK_FORCE_SYSLIBS=1, as the rehearsal does to prove they load).
+if [ -d "$carried/debs" ]; then
+    libs=$("$py" "$root/bench/gpu_check/syslibs.py" "$carried/debs" "$work/syslibs" \
+        ${GPU_CHECK_FORCE_SYSLIBS:+--force}) || exit 1
+    if [ -n "$libs" ]; then
+        echo "system libraries unpacked: $(ls "$work/syslibs/usr/lib/x86_64-linux-gnu" | tr '\n' ' ')"
+        export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+fi
+
 export PIPELINE_SHARED_DIR="$carried/shared"
 export PYTHONUNBUFFERED=1
 "$py" "$root/bench/gpu_check/check.py" --out "$out" --work "$work/results" \
