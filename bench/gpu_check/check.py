@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tarfile
@@ -131,12 +132,17 @@ class Runner:
         print(f"[{name}] up to {timeout:.0f} s: {record['command']}", flush=True)
         start = time.monotonic()
         with log.open("w") as fh:
+            # A session of its own: a step cut short takes its trainings and predictions with it
+            # instead of leaving them on the GPU under the next step.
+            proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
-                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
-                record["status"] = (
-                    "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
-                )
+                code = proc.wait(timeout=timeout)
+                record["status"] = "ok" if code == 0 else f"failed (exit {code})"
             except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
                 record["status"] = f"timed out after {timeout:.0f} s"
         record["seconds"] = round(time.monotonic() - start, 1)
         try:
