@@ -301,8 +301,9 @@ def test_pages_show_the_csv_numbers_and_warnings(tmp_path: Path, tracked_slp: Pa
                     assert f">{value}<" in pages[page], (csv_name, key, value)
     assert "0 of 30 ground-truth instances matched (31 predicted)" in pages["summary.html"]
     assert "lower inference.peak_threshold" in pages["summary.html"]
-    assert "2 tracks for 1 animals" in pages["tracking.html"]
-    assert summary["videos"][0]["track_flag"].startswith("2 tracks for 1 animals")
+    assert "2 tracks for 1 animal:" in pages["tracking.html"]
+    assert "0 of 30" not in pages["tracking.html"]  # pose warnings stay on the summary
+    assert summary["videos"][0]["track_flag"].startswith("2 tracks for 1 animal:")
     assert "thorax" in pages["pose_accuracy.html"]  # per-node table from the .npz
     figure = cv2.imread(str(out / "pose_figures/m.test.png"))
     assert figure is not None and figure.shape[1] > 800

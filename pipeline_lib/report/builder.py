@@ -272,6 +272,8 @@ def _html_pages(
         "tracking_columns": TRACKING_COLUMNS,
     }
     prov = summary.get("provenance")
+    videos = {f"{r['video']}:" for r in summary["videos"]}
+    video_warnings = [w for w in summary["warnings"] if w.split(" ", 1)[0] in videos]
     # The section pages carry every column of their CSV file; the summary keeps the short set.
     shown = {c[0] for c in TRACKING_COLUMNS}
     full = {
@@ -295,7 +297,7 @@ def _html_pages(
         ),
         "tracking.html": (
             "tracking",
-            {"title": "Tracking", "warnings": summary["warnings"], **tables, **full},
+            {"title": "Tracking", "warnings": video_warnings, **tables, **full},
         ),
         "provenance.html": (
             "provenance",

@@ -58,7 +58,8 @@ def expected_tracks_flag(row: Mapping[str, Any], expected: int | None) -> str | 
     if expected is not None:
         if n_tracks > expected:
             return (
-                f"{n_tracks} tracks for {expected} animals: identities broke up; check the "
+                f"{n_tracks} tracks for {expected} animal{'s' if expected > 1 else ''}: identities "
+                "broke up; check the "
                 "tracker settings (tracking.window_size, tracking.max_gap)"
             )
         return None

@@ -91,8 +91,8 @@ def min_scores(labels: sio.Labels) -> dict[int, float]:
 
 def choose_frames(labels: sio.Labels, n: int) -> list[Pick]:
     """Up to ``n`` frames with instances: half the slots for likely identity swaps (most
-    suspicious first), the rest for the lowest instance scores, then evenly spread frames for
-    whatever is left (e.g. ground truth without scores)."""
+    suspicious first), the rest for the lowest instance scores below the median frame's, then
+    evenly spread frames for whatever is left (e.g. ground truth without scores)."""
     with_instances = [i for i, lf in enumerate(labels.labeled_frames) if lf.instances]
     if n <= 0 or not with_instances:
         return []
@@ -101,8 +101,9 @@ def choose_frames(labels: sio.Labels, n: int) -> list[Pick]:
     for i in sorted(swaps, key=lambda i: (-swaps[i], _frame_key(labels, i)))[: (n + 1) // 2]:
         picks[i] = f"likely swap ({swaps[i]} instance{'s' if swaps[i] > 1 else ''})"
     scores = min_scores(labels)
+    typical = float(np.median(list(scores.values()))) if scores else 0.0
     for i in sorted(scores, key=lambda i: (scores[i], _frame_key(labels, i))):
-        if len(picks) >= n:
+        if len(picks) >= n or scores[i] >= typical:  # a typical frame is no worse than any
             break
         picks.setdefault(i, f"lowest score {scores[i]:.2f}")
     spread = sorted(with_instances, key=lambda i: _frame_key(labels, i))
