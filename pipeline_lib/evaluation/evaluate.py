@@ -12,7 +12,12 @@ import torch
 from pipeline_lib.data.cache import decode_labelled_frames
 from pipeline_lib.evaluation.identity import identity_accuracy
 from pipeline_lib.evaluation.pose_metrics import evaluate_labels, save_pose_metrics
-from pipeline_lib.inference.predictors import InferenceOptions, make_predictor, to_labeled_frame
+from pipeline_lib.inference.predictors import (
+    InferenceOptions,
+    head_of_dir,
+    make_predictor,
+    to_labeled_frame,
+)
 from pipeline_lib.io.labels import load_labels, save_labels
 
 log = logging.getLogger(__name__)
@@ -48,8 +53,15 @@ def evaluate_model(
     """Predict the frames of ``labels_path`` with the predictor in ``model_dirs`` and score them.
 
     Writes the predictions (``out_pred_slp``), the metrics JSON and the raw per-match arrays.
+    A centroid model on its own is scored on its anchors (``evaluation.centroid``).
     An empty split (e.g. ``test_fraction: 0``) gives a metrics file with ``n_frames: 0``.
     """
+    if len(model_dirs) == 1 and head_of_dir(model_dirs[0]) == "centroid":
+        from pipeline_lib.evaluation.centroid import evaluate_centroid_model
+
+        return evaluate_centroid_model(
+            model_dirs[0], labels_path, out_json, out_npz, out_pred_slp, threads, options
+        )
     torch.set_num_threads(max(1, int(threads)))
     gt = load_labels(labels_path)
     predictor = make_predictor(model_dirs, InferenceOptions.from_dict(options))

@@ -182,6 +182,50 @@ class SingleInstancePredictor:
         return out
 
 
+def find_anchors(
+    runner: _ModelRunner, frames: Sequence[np.ndarray], options: InferenceOptions
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A centroid model's anchor points (K, 2) in frame pixels and their confidences, per
+    frame, best first (at most ``options.max_instances``)."""
+    tfs, images = runner.full_frames(frames)
+    pts, vals, sample, _ = find_local_peaks(
+        runner.confmaps(images),
+        threshold=options.peak_threshold,
+        refinement=options.refinement,
+        patch_size=options.integral_patch_size,
+    )
+    pts, vals, sample = pts.cpu().numpy(), vals.cpu().numpy(), sample.cpu().numpy()
+    result = []
+    for i, tf in enumerate(tfs):
+        sel = sample == i
+        p, v = pts[sel], vals[sel]
+        order = np.argsort(-v, kind="stable")
+        if options.max_instances is not None:
+            order = order[: options.max_instances]
+        result.append((tf.points_to_frame(p[order], runner.output_stride), v[order]))
+    return result
+
+
+class CentroidPredictor:
+    """A centroid model on its own: where it puts each animal's anchor. Used to evaluate the
+    first stage of a top-down predictor separately from the whole chain."""
+
+    def __init__(self, model_dir: str | os.PathLike, options: InferenceOptions) -> None:
+        self.options = options
+        device = pick_device(options.device)
+        self.runner = _ModelRunner(load_trained_model(model_dir, device), device, options)
+        if self.runner.trained.head != "centroid":
+            raise ValueError(
+                f"{model_dir} is a {self.runner.trained.head} model, not a centroid one"
+            )
+        self.skeleton = self.runner.trained.skeleton
+        self.anchor_part: str | None = self.runner.trained.confmaps_config.get("anchor_part")
+
+    def find_centroids(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Anchor points (K, 2) in frame pixels and their confidences, per frame."""
+        return find_anchors(self.runner, frames, self.options)
+
+
 class TopDownPredictor:
     """Centroid model -> crops -> centered-instance model."""
 
@@ -220,23 +264,7 @@ class TopDownPredictor:
 
     def find_centroids(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Anchor points (K, 2) in frame pixels and their confidences, per frame."""
-        tfs, images = self.centroid.full_frames(frames)
-        pts, vals, sample, _ = find_local_peaks(
-            self.centroid.confmaps(images),
-            threshold=self.options.peak_threshold,
-            refinement=self.options.refinement,
-            patch_size=self.options.integral_patch_size,
-        )
-        pts, vals, sample = pts.cpu().numpy(), vals.cpu().numpy(), sample.cpu().numpy()
-        result = []
-        for i, tf in enumerate(tfs):
-            sel = sample == i
-            p, v = pts[sel], vals[sel]
-            order = np.argsort(-v, kind="stable")
-            if self.options.max_instances is not None:
-                order = order[: self.options.max_instances]
-            result.append((tf.points_to_frame(p[order], self.centroid.output_stride), v[order]))
-        return result
+        return find_anchors(self.centroid, frames, self.options)
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameInstances]:
         out: list[FrameInstances] = []
@@ -433,7 +461,7 @@ def make_predictor(model_dirs: Sequence[str | os.PathLike], options: InferenceOp
     [multi_class_bottomup], or [centroid, centered_instance / multi_class_topdown]."""
     dirs = list(model_dirs)
     if len(dirs) == 1:
-        head = _head_of_dir(dirs[0])
+        head = head_of_dir(dirs[0])
         if head in ("bottomup", "multi_class_bottomup"):
             predictor = BottomUpPredictor(dirs[0], options)
         else:
@@ -464,7 +492,7 @@ class FilteredPredictor:
         return getattr(self.predictor, name)
 
 
-def _head_of_dir(model_dir: str | os.PathLike) -> str:
+def head_of_dir(model_dir: str | os.PathLike) -> str:
     """Model type recorded in a run directory's resolved config."""
     from pipeline_lib.given_models import read_folder_config
     from pipeline_lib.training.run_dir import head_of

@@ -233,7 +233,7 @@ def headline(summary: dict[str, Any]) -> list[str]:
     lines = []
     models = sorted({r["model"] for r in summary["pose"]})
     if models:
-        lines.append(f"Evaluated predictor: {', '.join(models)}")
+        lines.append(f"Evaluated models: {', '.join(models)}")
     for r in summary["pose"]:
         lines.append(
             f"{r['model']} on {r['split']}: mAP {fmt(r['mAP'])}, mOKS {fmt(r['mOKS'])}, "

@@ -9,7 +9,7 @@ import types
 import pipeline_lib
 from pipeline_lib.workflow_resources import SCALE_INPUT, resolve_resources, selected_share, snakemake_resources
 from pipeline_lib.batch import video_batches
-from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version
+from pipeline_lib.workflow_support import TRACKER_RUN_DIR, WorkflowConfigError, build_plan, code_version, eval_splits
 from snakemake.exceptions import WorkflowError
 
 PACKAGE_ROOT = f"{workflow.basedir}/pipeline_lib"
@@ -246,9 +246,16 @@ def gt_videos():
 
 
 def pose_metrics_files():
-    """``{"model/split": metrics json}`` for the evaluated model."""
+    """``{"model/split": metrics json}``: the predictor end to end (under its last model) and,
+    for a top-down pair, the centroid model on its own when it is trained here (a given model's
+    ``evaluate_on`` applies to the last model only)."""
     m = PLAN.eval_model
-    return {f"{m}/{s}": f"results/models/{m}/metrics.{s}.json" for s in PLAN.eval_splits}
+    files = {f"{m}/{s}": f"results/models/{m}/metrics.{s}.json" for s in PLAN.eval_splits}
+    for first in PLAN.predictor[:-1]:
+        if first not in GIVEN:
+            splits = eval_splits(config["datasets"][config["models"][first]["dataset"]])
+            files.update({f"{first}/{s}": f"results/models/{first}/metrics.{s}.json" for s in splits})
+    return files
 
 
 def training_log_files():

@@ -1,6 +1,7 @@
 # Pose accuracy of the predictor on the held-out splits. The predictor's last model is
 # evaluated with the whole chain (e.g. centroid + centered instance) so the numbers describe
-# what predict_video will really do.
+# what predict_video will really do; a top-down pair's centroid model is also scored on its own
+# (its anchors as one-node poses, pipeline_lib/evaluation/centroid.py).
 
 
 rule evaluate_model:
