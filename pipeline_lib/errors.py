@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 #: errno values that mean "the disk (or the user's quota) is full".
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -165,18 +166,25 @@ def _raise_interrupted(signum: int, _frame) -> None:
     raise Interrupted(signum)
 
 
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> contextlib.AbstractContextManager[None]:
     """While inside, SIGTERM raises :class:`Interrupted` as Ctrl-C raises KeyboardInterrupt.
 
     Python's default for SIGTERM ends the process on the spot, with no message and with
-    ``finally`` blocks skipped; a scheduler's time limit then looks like a silent death. Only the
-    main thread can install signal handlers; elsewhere this does nothing.
+    ``finally`` blocks skipped; a scheduler's time limit then looks like a silent death.
+    """
+    return sigterm_handler(_raise_interrupted)
+
+
+@contextlib.contextmanager
+def sigterm_handler(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` handles SIGTERM while inside; the previous handler is restored on leaving.
+
+    Only the main thread can install signal handlers; elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:

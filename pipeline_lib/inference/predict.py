@@ -28,7 +28,7 @@ from pipeline_lib.io.labels import is_embedded_video, load_labels, save_labels
 from pipeline_lib.io.progress import Progress
 from pipeline_lib.io.slp_stream import PredictionsWriter
 from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
-from pipeline_lib.io.video import open_video
+from pipeline_lib.io.video import check_video_index, open_video
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,11 @@ def _run(
     progress = Progress(n_frames, f"predict {name}")
     started = time.time()
     undecodable: dict[str, list[int]] = {}
-    with sink_type(out_path, videos, predictor.skeleton, tracks, provenance) as sink:
+    # closing: a failure or stop signal ends the bar's line before the error message is printed
+    with (
+        sink_type(out_path, videos, predictor.skeleton, tracks, provenance) as sink,
+        contextlib.closing(progress),
+    ):
         track_index = {t.name: i for i, t in enumerate(tracks)}
         for video_index, (video, selected) in enumerate(plan):
             failed: list[int] = []
@@ -273,6 +277,8 @@ def labels_frame_plan(
 
 def _open(video: sio.Video) -> None:
     """Open a video's reader (labels load with closed readers); errors name the file."""
+    if isinstance(video.filename, str):
+        check_video_index(video.filename)
     if video.backend is None:
         try:
             video.open()

@@ -32,7 +32,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from pipeline_lib.devices import pick_device
-from pipeline_lib.errors import Interrupted
+from pipeline_lib.errors import Interrupted, sigterm_handler
 from pipeline_lib.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,12 @@ def run_fit(trainer: L.Trainer, work: Path, *args, **kwargs) -> None:
     """
     main_thread = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    received: list[int] = []
     try:
-        trainer.fit(*args, **kwargs)
+        # SIGTERM only noted here: Lightning (which adds its own handler) then stops at the next
+        # step, never inside a checkpoint save.
+        with sigterm_handler(lambda signum, _frame: received.append(signum)):
+            trainer.fit(*args, **kwargs)
     except (SystemExit, KeyboardInterrupt) as exc:
         if not trainer.interrupted:
             raise
@@ -100,12 +104,12 @@ def run_fit(trainer: L.Trainer, work: Path, *args, **kwargs) -> None:
     finally:
         if main_thread and sigint is not None:
             signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C after the first
-    if trainer.interrupted:
+    if trainer.interrupted or received:  # a SIGTERM before Lightning was listening
         raise _interrupted(trainer, work, None)
 
 
 def _interrupted(trainer: L.Trainer, work: Path, exc: BaseException | None) -> TrainingInterrupted:
-    signum = signal.SIGTERM if trainer.received_sigterm else signal.SIGINT
+    signum = signal.SIGTERM if trainer.received_sigterm or exc is None else signal.SIGINT
     while exc is not None:  # our own handler's exception, under Lightning's SystemExit
         if isinstance(exc, Interrupted):
             signum = exc.signum
