@@ -4,8 +4,10 @@ Each subcommand calls the same pipeline_lib function as the workflow rule of tha
 
     pipeline-lib train config.yaml --train train.slp --val val.slp --run-dir models/m1
     pipeline-lib train config.yaml      # labels, split and run folder from the config itself
+    pipeline-lib train config.yaml trainer_config.max_epochs=5   # sleap-nn-style overrides
     pipeline-lib predict models/centroid models/centered --video v.mp4 --out v.slp
-    pipeline-lib eval-pose --gt labels.slp --pred predictions.slp --out metrics.json
+    pipeline-lib predict -i v.mp4 -m models/centroid -m models/centered -o v.slp --tracking
+    pipeline-lib eval --gt labels.slp --pred predictions.slp --out metrics.json
     pipeline-lib train-tracker tracker.yaml --run-dir models/gtr
     pipeline-lib track predictions.slp --out tracked.slp --tracker-model models/gtr
 """
@@ -14,11 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline_lib import __version__
+from pipeline_lib.cli_flags import (
+    add_inference_arguments,
+    add_tracker_arguments,
+    inference_options,
+    tracker_options,
+)
 from pipeline_lib.devices import PRECISIONS
 
 
@@ -65,24 +73,31 @@ def _cache(a: argparse.Namespace) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
-    from pipeline_lib.training.standalone import prepare_standalone_run, run_dir_for
-    from pipeline_lib.training.train import train_model
+    from pipeline_lib.config.overrides import config_with_overrides
 
     if (a.train is None) != (a.val is None):
         raise ValueError("give both --train and --val, or neither (the config's labels paths)")
+    with config_with_overrides(a.config, a.overrides) as config:
+        _train_config(a, config)
+
+
+def _train_config(a: argparse.Namespace, config: Path) -> None:
+    from pipeline_lib.training.standalone import prepare_standalone_run, run_dir_for
+    from pipeline_lib.training.train import train_model
+
     seed = a.seed
     if a.train is None:
-        run = prepare_standalone_run(a.config, a.run_dir, a.seed)
+        run = prepare_standalone_run(config, a.run_dir, a.seed)
         train, val, run_dir, seed = run.train_labels, run.val_labels, run.run_dir, run.seed
     else:
         from pipeline_lib.config import config_to_dict, load_training_config
         from pipeline_lib.config.skeleton_fit import check_labels_fit
 
         train, val = a.train, a.val
-        user_cfg = load_training_config(a.config)
+        user_cfg = load_training_config(config)
         check_labels_fit(user_cfg, [train, val], a.config)  # before any frame is decoded
         run_dir = a.run_dir or run_dir_for(config_to_dict(user_cfg))
-    train_model(a.config, train, val, a.cache_dir, run_dir, a.threads, seed, a.precision)
+    train_model(config, train, val, a.cache_dir, run_dir, a.threads, seed, a.precision)
     _print({"run_dir": str(run_dir)})
 
 
@@ -97,7 +112,7 @@ def _evaluate(a: argparse.Namespace) -> None:
         f"{stem}.npz",
         f"{stem}.pred.slp",
         a.threads,
-        _inference_options(a),
+        inference_options(a),
     )
     _print({k: metrics.get(k) for k in ("n_frames", "mOKS", "oks_voc", "distance")})
 
@@ -105,77 +120,87 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from pipeline_lib.inference.predict import predict_video
 
-    options = _inference_options(a)
+    _predict_sources(a)
+    options = inference_options(a)
+    tracker = _tracker_config(a) if a.tracking else None
     if a.labels is not None:
         from pipeline_lib.inference.predict import predict_labels
 
         if a.analysis_h5 or a.csv:
             raise ValueError("--analysis-h5 and --csv go with --video (one video per file)")
         _print(
-            predict_labels(
-                a.model_dirs,
-                a.labels,
+            _then_track(
+                predict_labels(
+                    a.model_dirs,
+                    a.labels,
+                    a.out,
+                    options,
+                    a.threads,
+                    a.video_index,
+                    a.frames,
+                    a.only_labeled_frames,
+                    a.only_suggested_frames,
+                    a.exclude_user_labeled,
+                ),
                 a.out,
-                options,
-                a.threads,
-                a.video_index,
-                a.frames,
-                a.only_labeled_frames,
-                a.only_suggested_frames,
-                a.exclude_user_labeled,
+                tracker,
             )
         )
         return
     if a.video_index is not None or a.only_labeled_frames or a.only_suggested_frames:
         raise ValueError("--video-index and the frame filters go with --labels")
-    _print(
-        predict_video(
-            a.model_dirs, a.video, a.out, options, a.threads, a.frames, a.analysis_h5, a.csv
-        )
-    )
+    if tracker is None:
+        h5, csv = a.analysis_h5, a.csv
+        _print(predict_video(a.model_dirs, a.video, a.out, options, a.threads, a.frames, h5, csv))
+        return
+    result = predict_video(a.model_dirs, a.video, a.out, options, a.threads, a.frames)
+    _print(_then_track(result, a.out, tracker, a.csv, a.analysis_h5))
 
 
-def _add_inference_arguments(s: argparse.ArgumentParser) -> None:
-    """One flag per inference option (``--peak-threshold``, ``--overlap-nms``, ...), generated
-    from :class:`~pipeline_lib.inference.options.InferenceOptions` so the command line and the
-    pipeline config's ``inference`` section always offer the same options."""
-    from pipeline_lib.inference.options import option_fields
-
-    group = s.add_argument_group("inference options (default: the pipeline config's defaults)")
-    for f in option_fields():
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        text = f"{f.metadata['help']} (default: {f.default})"
-        if "bool" in kind:
-            group.add_argument(flag, action="store_true", default=None, help=text)
-            continue
-        convert = float if "float" in kind else int if "int" in kind else str
-        group.add_argument(
-            flag, type=convert, choices=f.metadata.get("choices"), default=None, help=text
-        )
+def _predict_sources(a: argparse.Namespace) -> None:
+    """Fold sleap-nn's spellings into ours: ``-m`` models join the positional ones, ``-i``
+    becomes --labels for a .slp and --video otherwise, ``-o`` is --out."""
+    a.model_dirs = [*(a.model_dirs or []), *(a.model_paths or [])]
+    if not a.model_dirs:
+        raise ValueError("give the model folders, as arguments or with -m/--model_paths")
+    if a.data_path is not None:
+        if a.data_path.lower().endswith(".slp"):
+            a.labels = a.data_path
+        else:
+            a.video = a.data_path
+    if a.out is None:
+        raise ValueError("give the output file with -o/--output_path (or --out)")
 
 
-def _inference_options(a: argparse.Namespace) -> dict:
-    """The inference options given on the command line (the rest keep their defaults)."""
-    from pipeline_lib.inference.options import option_fields
+def _then_track(result: dict, path: str, tracker: dict | None, csv=None, h5=None) -> dict:
+    """With ``predict --tracking``: track the predictions just written, in place."""
+    if tracker is None:
+        return result
+    from pipeline_lib.tracking.track import track_file
 
-    return {f.name: getattr(a, f.name) for f in option_fields() if getattr(a, f.name) is not None}
+    return {**result, "tracking": track_file(path, path, tracker, csv, out_analysis_h5=h5)}
+
+
+def _tracker_config(a: argparse.Namespace) -> dict:
+    """Tracker options from the generated flags, over the (older) ``--options`` JSON."""
+    options = json.loads(a.options) if getattr(a, "options", None) else {}
+    if not isinstance(options, dict):
+        raise ValueError(f"--options must be a JSON object, got {a.options}")
+    options.update(tracker_options(a))
+    if a.tracker_model is not None:
+        if options.get("method", "gtr") != "gtr" or "model" in options:
+            raise ValueError(
+                "--tracker-model selects the gtr tracker and its model; leave 'method' and "
+                "'model' out of the tracker options"
+            )
+        options = {**options, "method": "gtr", "model": a.tracker_model}
+    return options
 
 
 def _track(a: argparse.Namespace) -> None:
     from pipeline_lib.tracking.track import track_file
 
-    options = json.loads(a.options) if a.options else {}
-    if not isinstance(options, dict):
-        raise ValueError(f"--options must be a JSON object, got {a.options}")
-    if a.tracker_model is not None:
-        if options.get("method", "gtr") != "gtr" or "model" in options:
-            raise ValueError(
-                "--tracker-model selects the gtr tracker and its model; leave 'method' and "
-                "'model' out of --options"
-            )
-        options = {**options, "method": "gtr", "model": a.tracker_model}
-    _print(track_file(a.input, a.out, options, a.csv))
+    _print(track_file(a.input, a.out, _tracker_config(a), a.csv))
 
 
 def _train_tracker(a: argparse.Namespace) -> None:
@@ -226,37 +251,58 @@ def _convert_legacy_config(a: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and ``--help``)."""
     p = argparse.ArgumentParser(prog="pipeline-lib", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log third-party libraries at INFO level (our own INFO lines are always shown)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("demo", help="generate the synthetic demo dataset")
-    s.add_argument("out_dir")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n-videos", type=int, default=2)
-    s.add_argument("--n-frames", type=int, default=200)
-    s.add_argument("--n-animals", type=int, default=3)
+    s.add_argument("out_dir", help="folder for the videos, labels and ground truth")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    s.add_argument("--n-videos", type=int, default=2, help="number of videos (default: 2)")
+    s.add_argument("--n-frames", type=int, default=200, help="frames per video (default: 200)")
+    s.add_argument("--n-animals", type=int, default=3, help="animals per video (default: 3)")
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("split", help="seeded train/val/test split of labelled frames")
-    s.add_argument("labels", nargs="+")
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--validation-fraction", type=float, default=0.1)
-    s.add_argument("--test-fraction", type=float, default=0.1)
-    s.add_argument("--test-labels")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("labels", nargs="+", help="labels files (.slp / .pkg.slp) to merge and split")
+    s.add_argument("--out-dir", required=True, help="writes train.slp, val.slp, test.slp here")
+    s.add_argument(
+        "--validation-fraction", type=float, default=0.1, help="share for validation (0.1)"
+    )
+    s.add_argument("--test-fraction", type=float, default=0.1, help="share for test (0.1)")
+    s.add_argument("--test-labels", help="a separate test labels file (then no test split)")
+    s.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     s.add_argument(
         "--include-predictions", action="store_true", help="also train on predicted instances"
     )
     s.set_defaults(func=_split)
 
     s = sub.add_parser("cache", help="decode the frames of each split into a lossless cache")
-    s.add_argument("--split", action="append", required=True, metavar="NAME=LABELS.slp")
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument(
+        "--split",
+        action="append",
+        required=True,
+        metavar="NAME=LABELS.slp",
+        help="a split and its labels file; repeat for each split",
+    )
+    s.add_argument("--out-dir", required=True, help="folder of the cache")
+    s.add_argument("--threads", type=int, default=1, help="decoding threads (default: 1)")
     s.set_defaults(func=_cache)
 
     s = sub.add_parser("train", help="train one model from a sleap-nn training config")
-    s.add_argument("config")
+    s.add_argument("config", help="sleap-nn training config (YAML) or SLEAP training_config.json")
+    s.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY.PATH=VALUE",
+        help="sleap-nn-style config overrides, e.g. trainer_config.max_epochs=5 "
+        "trainer_config.optimizer.lr=1e-4 (values read as YAML; checked like the file)",
+    )
     s.add_argument("--train", help="training labels (default: data_config.train_labels_path)")
     s.add_argument(
         "--val",
@@ -265,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--cache-dir", help="image cache from `cache` (default: decode the videos)")
     s.add_argument("--run-dir", help="default: <trainer_config.ckpt_dir>/<run_name>")
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--seed", type=int)
+    s.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    s.add_argument("--seed", type=int, help="seed when trainer_config.seed is null")
     s.add_argument(
         "--precision",
         default="auto",
@@ -276,43 +322,68 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="predict a labelled split and score it")
-    s.add_argument("model_dirs", nargs="+")
-    s.add_argument("--labels", required=True)
+    s.add_argument("model_dirs", nargs="+", help="model run folders, as for predict")
+    s.add_argument("--labels", required=True, help="labelled split to predict and score")
     s.add_argument("--out-prefix", required=True, help="writes PREFIX.json, .npz, .pred.slp")
-    s.add_argument("--threads", type=int, default=1)
-    _add_inference_arguments(s)
+    s.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    add_inference_arguments(s)
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("predict", help="predict the frames of a video or of a labels file")
     s.add_argument(
-        "model_dirs", nargs="+", help="[single_instance] or [centroid centered_instance]"
+        "model_dirs", nargs="*", help="[single_instance] or [centroid centered_instance]"
+    )
+    s.add_argument(
+        "-m",
+        "--model_paths",
+        "--model-paths",
+        action="append",
+        metavar="MODEL_DIR",
+        help="a model folder (sleap-nn spelling); repeat for a top-down pair",
     )
     source = s.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="video file or image folder")
     source.add_argument("--labels", help=".slp or .pkg.slp: predict the frames of its videos")
+    source.add_argument(
+        "-i",
+        "--data_path",
+        "--data-path",
+        help="sleap-nn spelling: a .slp is read as --labels, anything else as --video",
+    )
     s.add_argument("--video-index", type=int, help="with --labels: only this video")
     s.add_argument("--only-labeled-frames", action="store_true", help="with --labels")
     s.add_argument("--only-suggested-frames", action="store_true", help="with --labels")
     s.add_argument("--exclude-user-labeled", action="store_true", help="with --labels")
-    s.add_argument("--out", required=True)
+    s.add_argument("-o", "--out", "--output_path", "--output-path", help="predictions .slp")
     s.add_argument("--frames", help="frame selection, e.g. 0-99,150 (default: every frame)")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     s.add_argument("--analysis-h5", help="also write SLEAP's analysis HDF5 here")
     s.add_argument("--csv", help="also write a CSV with one row per instance here")
-    _add_inference_arguments(s)
+    s.add_argument(
+        "--tracking", action="store_true", help="track the predictions (the --tracking-* options)"
+    )
+    s.add_argument(
+        "--tracker-model", metavar="RUN_DIR", help="with --tracking: a trained tracker (GTR)"
+    )
+    add_inference_arguments(s)
+    add_tracker_arguments(s, prefix="tracking-")
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("track", help="assign identities to predicted instances")
-    s.add_argument("input")
-    s.add_argument("--out", required=True)
-    s.add_argument("--csv")
-    s.add_argument("--options", help="tracker options as JSON, e.g. '{\"max_tracks\": 2}'")
+    s.add_argument("input", help="predictions (.slp) to track")
+    s.add_argument("-o", "--out", "--output_path", required=True, help="tracked .slp")
+    s.add_argument("--csv", help="also write a CSV with one row per instance here")
+    s.add_argument(
+        "--options",
+        help="tracker options as JSON, e.g. '{\"max_tracks\": 2}' (the flags below win)",
+    )
     s.add_argument(
         "--tracker-model",
         metavar="RUN_DIR",
         help="track with this trained tracking transformer (train-tracker's run directory); "
         "--options then overrides its tracker options",
     )
+    add_tracker_arguments(s)
     s.set_defaults(func=_track)
 
     s = sub.add_parser(
@@ -326,19 +397,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="run seed when the config's trainer.seed is null")
     s.set_defaults(func=_train_tracker)
 
-    s = sub.add_parser("eval-pose", help="pose metrics of any ground-truth / prediction pair")
-    s.add_argument("--gt", required=True)
-    s.add_argument("--pred", required=True)
-    s.add_argument("--oks-stddev", type=float, default=0.025)
-    s.add_argument("--out", help="metrics JSON (an .npz of raw matches is written beside it)")
+    s = sub.add_parser(
+        "eval", aliases=["eval-pose"], help="pose metrics of any ground-truth / prediction pair"
+    )
+    s.add_argument("--gt", "--ground_truth_path", required=True, help="ground-truth labels")
+    s.add_argument("--pred", "--predicted_path", required=True, help="predicted labels")
+    s.add_argument("--oks-stddev", type=float, default=0.025, help="OKS sigma (0.025)")
+    s.add_argument(
+        "--out",
+        "--save_metrics",
+        help="metrics JSON (an .npz of raw matches is written beside it)",
+    )
     s.set_defaults(func=_eval_pose)
 
     s = sub.add_parser("eval-tracking", help="MOTA / IDF1 / HOTA of tracked predictions")
-    s.add_argument("--gt", required=True)
-    s.add_argument("--pred", required=True)
-    s.add_argument("--match", default="centroid", choices=["centroid", "oks", "exact"])
-    s.add_argument("--max-distance", type=float, default=20.0)
-    s.add_argument("--out")
+    s.add_argument("--gt", required=True, help="ground-truth tracks (.slp)")
+    s.add_argument("--pred", required=True, help="tracked predictions (.slp)")
+    s.add_argument(
+        "--match",
+        default="centroid",
+        choices=["centroid", "oks", "exact"],
+        help="how predictions are matched to ground truth (default: centroid)",
+    )
+    s.add_argument(
+        "--max-distance", type=float, default=20.0, help="centroid match radius, px (20)"
+    )
+    s.add_argument("--out", help="metrics JSON")
     s.set_defaults(func=_eval_tracking)
 
     s = sub.add_parser(
@@ -358,9 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         is_disk_full,
         sigterm_raises,
     )
+    from pipeline_lib.logs import setup_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    setup_logging(args.verbose)
     try:
         with sigterm_raises():  # a scheduler's SIGTERM ends the command like Ctrl-C, with a line
             args.func(args)

@@ -283,6 +283,17 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": os.fspath(path), "sha256": digest.hexdigest()}
 
 
+def model_record(run_dir: str | os.PathLike, config_name: str) -> dict[str, Any]:
+    """A model folder as outputs record it: its absolute path (a relative one would not
+    resolve from elsewhere once the file is shared) and the sha256 of its config file
+    ``config_name`` (None when the folder has none), so two runs can tell whether they used
+    the same training settings."""
+    path = Path(run_dir).resolve()
+    config = path / config_name
+    sha = file_record(config)["sha256"] if config.is_file() else None
+    return {"path": str(path), "config": config_name, "config_sha256": sha}
+
+
 def _cpu_model() -> str | None:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():

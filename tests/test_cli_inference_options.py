@@ -6,7 +6,8 @@ from dataclasses import fields
 
 import pytest
 
-from pipeline_lib.cli import _inference_options, build_parser
+from pipeline_lib.cli import build_parser
+from pipeline_lib.cli_flags import inference_options as _inference_options
 from pipeline_lib.inference.options import InferenceOptions
 
 # A value different from the default for each option, as typed on the command line.

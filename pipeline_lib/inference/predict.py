@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import sleap_io as sio
@@ -29,6 +30,8 @@ from pipeline_lib.io.progress import Progress
 from pipeline_lib.io.slp_stream import PredictionsWriter
 from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.io.video import check_video_index, open_video
+from pipeline_lib.provenance import model_record
+from pipeline_lib.training.run_dir import TRAINING_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def predict_video(
     if analysis_h5 is not None or csv is not None:
         labels = load_labels(out_path)
         if analysis_h5 is not None:
-            save_analysis_h5(labels, analysis_h5)
+            save_analysis_h5(labels, analysis_h5, out_path)
         if csv is not None:
             save_table_csv(labels, csv)
     log.info("Predicted %s: %s", video_path, summary)
@@ -300,7 +303,8 @@ def _provenance(model_dirs, opts: InferenceOptions, source: dict) -> dict:
         "pipeline_lib_version": __version__,
         "torch_version": torch.__version__,
         "sleap_io_version": sio.__version__,
-        "model_dirs": [str(d) for d in model_dirs],
+        "model_dirs": [str(Path(d).resolve()) for d in model_dirs],
+        "models": [model_record(d, TRAINING_CONFIG) for d in model_dirs],
         "inference_options": dict(opts.__dict__),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **source,

@@ -60,22 +60,31 @@ def save_table_csv(labels: sio.Labels, path: str | os.PathLike) -> None:
         labels_to_table(labels).to_csv(tmp, index=False)
 
 
-def save_analysis_h5(labels: sio.Labels, path: str | os.PathLike) -> None:
+def save_analysis_h5(
+    labels: sio.Labels, path: str | os.PathLike, labels_path: str | os.PathLike | None = None
+) -> None:
     """SLEAP's analysis HDF5 (``tracks`` as tracks x xy x nodes x frames, occupancy, scores),
     written by sleap-io for the video of the labelled frames; untracked instances each get a
     column. Labels without any instance (a video where nothing was found) get the same
-    datasets with zero tracks, so downstream code reads every video the same way."""
+    datasets with zero tracks, so downstream code reads every video the same way.
+    ``labels_path`` (the .slp these labels were saved to) is stored in its ``labels_path``
+    dataset, as SLEAP does, so the file says where it came from."""
     if not labels.videos:
         raise ValueError(f"Cannot write {path}: the predictions have no video")
     with atomic_path(path) as tmp:  # the temporary name keeps the .h5 suffix sleap-io needs
         if labels.labeled_frames:
             # The frames' own video object: sleap-io matches videos by identity.
-            sio.save_analysis_h5(labels, str(tmp), video=labels.labeled_frames[0].video)
+            video = labels.labeled_frames[0].video
+            sio.save_analysis_h5(labels, str(tmp), video=video, labels_path=_str(labels_path))
         else:
-            _write_empty_analysis_h5(labels, tmp)
+            _write_empty_analysis_h5(labels, tmp, _str(labels_path))
 
 
-def _write_empty_analysis_h5(labels: sio.Labels, path) -> None:
+def _str(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _write_empty_analysis_h5(labels: sio.Labels, path, labels_path: str | None) -> None:
     """The analysis datasets for labels with no instances (sleap-io refuses to write those)."""
     import h5py
 
@@ -91,3 +100,4 @@ def _write_empty_analysis_h5(labels: sio.Labels, path) -> None:
         h5.create_dataset("track_names", data=np.array([], dtype="S1"))
         h5.create_dataset("node_names", data=np.array([n.encode() for n in nodes]))
         h5.create_dataset("video_path", data=str(video.filename))
+        h5.create_dataset("labels_path", data=labels_path or "")

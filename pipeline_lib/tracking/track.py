@@ -15,6 +15,8 @@ dataclass holding both would accept options the chosen method ignores.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -27,6 +29,8 @@ from pipeline_lib.io.tables import save_analysis_h5, save_table_csv
 from pipeline_lib.tracking.classical import ClassicalTracker
 from pipeline_lib.tracking.identity import IdentityTracker
 from pipeline_lib.tracking.options import METHODS, TrackerOptions, TrackerOptionsError
+
+log = logging.getLogger(__name__)
 
 GTR_METHOD = "gtr"
 ALL_METHODS = (*METHODS, GTR_METHOD)
@@ -97,16 +101,69 @@ def track_file(
         tracker = build_tracker(options)
     labels = load_labels(in_path, require_videos=False)
     tracked = tracker.track(labels)
+    tracked.provenance = {**tracked.provenance, "tracker": tracker_provenance(options, tracker)}
     save_labels(tracked, out_slp)
     if out_csv is not None:
         save_table_csv(tracked, out_csv)
     if out_analysis_h5 is not None:
-        save_analysis_h5(tracked, out_analysis_h5)
+        save_analysis_h5(tracked, out_analysis_h5, out_slp)
     used = {
         id(i.track) for lf in tracked.labeled_frames for i in lf.instances if i.track is not None
     }
-    return {
+    summary = {
         "n_frames": len(tracked.labeled_frames),
         "n_instances": sum(len(lf.instances) for lf in tracked.labeled_frames),
         "n_tracks": len(used),
     }
+    warn_suspicious_tracks(summary, tracked, in_path)
+    return summary
+
+
+def tracker_provenance(
+    options: Mapping[str, Any] | TrackerOptions | None, tracker: Tracker
+) -> dict[str, Any]:
+    """How a tracked file was made, for its ``provenance["tracker"]``: the method, every option
+    as the tracker resolved it (defaults included) and, for a trained tracker, its folder
+    (absolute) and the sha256 of its config."""
+    from pipeline_lib.provenance import model_record
+
+    resolved = getattr(tracker, "options", None)
+    values = dataclasses.asdict(resolved) if dataclasses.is_dataclass(resolved) else {}
+    if isinstance(options, Mapping) and options.get("method") == GTR_METHOD:
+        from pipeline_lib.tracking.gtr.run_config import TRACKER_CONFIG
+
+        model = model_record(options["model"], TRACKER_CONFIG)
+        return {"method": GTR_METHOD, "options": values, "model": model}
+    if not values and options is not None:
+        parsed = (
+            options if isinstance(options, TrackerOptions) else TrackerOptions.from_dict(options)
+        )
+        values = parsed.to_dict()
+    method = values.get("method") or type(tracker).__name__
+    return {"method": method, "options": values, "model": None}
+
+
+#: More tracks than this many times the most animals seen in one frame gets a warning.
+TRACKS_PER_ANIMAL_WARNING = 2
+
+
+def warn_suspicious_tracks(summary: dict[str, int], tracked: sio.Labels, source) -> None:
+    """A warning, with the knobs, when tracking found no instance or made many more tracks
+    than there are animals (identities then break at every gap or crossing)."""
+    if summary["n_instances"] == 0:
+        log.warning(
+            "%s: no instances to track; the predictions are empty (see the predict step's "
+            "warning: check --peak-threshold or whether the model is trained)",
+            source,
+        )
+        return
+    animals = max(len(lf.instances) for lf in tracked.labeled_frames)
+    if summary["n_tracks"] > TRACKS_PER_ANIMAL_WARNING * animals:
+        log.warning(
+            "%s: %d tracks for at most %d animals per frame; identities break often. Set "
+            "max_tracks to the number of animals, or raise window_size / lower "
+            "min_similarity (tracker options)",
+            source,
+            summary["n_tracks"],
+            animals,
+        )
