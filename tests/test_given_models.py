@@ -331,3 +331,19 @@ def test_a_given_centroid_mixes_with_a_trained_centered_instance_model(shared_da
 def test_a_trained_partner_with_another_anchor_part_is_refused(shared_data, tmp_path):
     message = _plan_error(_mixed(shared_data, tmp_path, anchor="B"))
     assert "different anchor parts: None vs 'B'" in message and "ci.yaml" in message
+
+
+def test_legacy_multi_class_folders_load_for_inference(shared_data, tmp_path):
+    """Both multi-class heads of SLEAP <= 1.4 run here from their folders as they are (the
+    weights themselves are checked against SLEAP's activations in test_legacy.py)."""
+    from pipeline_lib.inference.predict import predict_video
+    from pipeline_lib.training.run_dir import load_trained_model
+
+    topdown = load_trained_model(shared_data / LEGACY / "min_tracks_2node.UNet.topdown_multiclass")
+    assert topdown.head == "multi_class_topdown" and len(topdown.classes) == 2
+    folder = shared_data / LEGACY / "min_tracks_2node.UNet.bottomup_multiclass"
+    video = shared_data / "sleap_nn_assets/datasets/centered_pair_small.mp4"
+    out = tmp_path / "bu.slp"
+    summary = predict_video([folder], video, out, {"peak_threshold": 0.2}, frames="0-1")
+    assert summary["n_frames_predicted"] == 2
+    assert len(sio.load_slp(str(out), open_videos=False).tracks) == 2  # identities from the model
