@@ -43,6 +43,15 @@ except WorkflowConfigError as exc:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# A results folder that cannot be written fails now, not after the first job's work is done.
+from pipeline_lib.workflow_support import check_output_folders
+
+try:
+    check_output_folders()
+except WorkflowConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
 report: "workflow/report/workflow.rst"
 
 

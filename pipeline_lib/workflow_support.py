@@ -25,6 +25,7 @@ from typing import Any
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 ID_PATTERN = r"[A-Za-z0-9_.-]+"
 SPLITS_EVALUATED = ("val", "test")
+RESULTS_DIR = "results"  # every output of the workflow, in its working directory
 DEMO_DIR = "results/demo"
 MANIFEST_COLUMNS = ("path", "id", "max_tracks", "ground_truth", "frames")
 
@@ -658,6 +659,20 @@ def _training_config_model_type(name: str, path: Path, base: Path = Path(".")) -
 def given_eval_splits(folder: Any) -> list[str]:
     """A given model is evaluated (as split ``test``) only on the labels ``evaluate_on`` names."""
     return ["test"] if folder.evaluate_on else []
+
+
+def check_output_folders(
+    folders: Iterable[str] = (RESULTS_DIR,), base_dir: str | os.PathLike = "."
+) -> None:
+    """Fail at parse time, naming the folder and the reason, when an output folder cannot be
+    written: otherwise the first job to finish would fail after its work was done."""
+    from pipeline_lib.io.atomic import check_writable_folder
+
+    for folder in folders:
+        try:
+            check_writable_folder(Path(base_dir) / folder)
+        except OSError as exc:
+            raise WorkflowConfigError(str(exc)) from None
 
 
 def eval_splits(dataset: Mapping[str, Any]) -> list[str]:

@@ -31,10 +31,9 @@ def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Pa
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OSError(
-            exc.errno,
+        raise type(exc)(  # message only: the line a user sees starts with no "[Errno N]"
             f"Cannot create the output folder {final.parent} for {final.name}: "
-            f"{exc.strerror or exc}",
+            f"{exc.strerror or exc}"
         ) from exc
     if not os.access(final.parent, os.W_OK):
         raise PermissionError(f"Output folder is not writable: {final.parent}")
@@ -50,6 +49,29 @@ def temporary_sibling(final: str | os.PathLike, suffix: str | None = None) -> Pa
     tmp = Path(tmp_name)
     tmp.unlink()  # writers that refuse to overwrite (h5py 'w-', sleap-io) get a fresh name
     return tmp
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Raise OSError naming ``folder`` unless files can be made in it (or, where it does not
+    exist yet, in the nearest folder above it that does, which must be a folder).
+
+    Used before any work starts, e.g. when the workflow is parsed, so a dry run learns that its
+    outputs cannot be written; it leaves nothing behind, creating neither ``folder`` nor a file.
+    """
+    folder = Path(os.path.abspath(folder))
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        why = "it is a file" if existing == folder else f"{existing} is a file"
+        raise NotADirectoryError(f"Cannot create the output folder {folder}: {why}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+    except OSError as exc:  # permissions, read-only file system, quota
+        where = folder if existing == folder else f"{folder} (in {existing})"
+        raise PermissionError(
+            f"Output folder is not writable: {where}: {exc.strerror or exc}"
+        ) from exc
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _temporary_suffix(final: Path, suffix: str | None) -> str:
