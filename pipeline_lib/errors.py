@@ -104,6 +104,18 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullErro
     return DiskFullError(code, f"{reason} while writing {path}", str(path))
 
 
+def require_free_space(path: str | os.PathLike, nbytes: int) -> None:
+    """Raise :class:`DiskFullError` naming ``path`` unless its folder has ``nbytes`` free.
+
+    For writers that cannot recover from a failed write: HDF5 leaves a file whose write
+    failed in a state that crashes the process (segfault) when the file is closed or freed, so
+    the stream writer checks for room before each append instead of finding out by failing.
+    """
+    free = free_bytes(os.path.dirname(os.path.abspath(path)))
+    if free is not None and free < nbytes:
+        raise disk_full_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike, cleanup: Callable[[], None] | None = None) -> Iterator[None]:
     """Run the block that writes ``path``; on any failure call ``cleanup`` (remove the partial

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import sleap_io as sio
 
-from pipeline_lib.errors import writing
+from pipeline_lib.errors import require_free_space, writing
 from pipeline_lib.io.atomic import temporary_sibling
 from pipeline_lib.io.labels import is_embedded_video
 from pipeline_lib.io.skeleton import stable_symmetries
@@ -70,6 +70,7 @@ _TABLES = {
     "pred_points": PREDICTED_POINT_DTYPE,
 }
 _CHUNK_ROWS = 4096  # 26-55 bytes per row: chunks of roughly 100-200 KiB
+_METADATA_ROOM = 64 * 1024  # room left for HDF5's own bookkeeping when tables grow
 _METADATA_ATTR_LIMIT = 64_000  # sleap-io's cap on the metadata/json attribute
 
 
@@ -314,8 +315,11 @@ class PredictionsWriter:
         """Append the buffered rows to the file's tables and empty the buffer."""
         if not self._buffer:
             return
-        for position, name in enumerate(("frames", "instances", "pred_points")):
-            rows = np.concatenate([entry[position] for entry in self._buffer])
+        tables = [np.concatenate([entry[k] for entry in self._buffer]) for k in range(3)]
+        # A chunk is allocated whole (one more per table at most) and the metadata grows too.
+        room = sum(t.nbytes + _CHUNK_ROWS * t.itemsize for t in tables) + _METADATA_ROOM
+        require_free_space(self.path, room)
+        for rows, name in zip(tables, ("frames", "instances", "pred_points"), strict=True):
             table = self._file[name]
             start = table.shape[0]
             table.resize((start + len(rows),))
