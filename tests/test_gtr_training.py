@@ -289,6 +289,19 @@ def test_killed_run_publishes_nothing_and_a_rerun_resumes(splits, tmp_path: Path
     assert restarted["resumed_from"] is None and restarted["steps"] == 2
 
 
+def test_killed_run_without_validation_resumes(splits, tmp_path: Path) -> None:
+    """Without a validation set there is no best epoch to keep, but last.ckpt must still be
+    written every epoch, or a killed run (a time limit, Ctrl-C) starts over."""
+    config = tiny_config(splits, val=False, trainer={"max_epochs": 3, "limit_train_batches": 2})
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed"):
+        train_tracker(config, run_dir, callbacks=[_KillAt(epoch=2)])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    summary = train_tracker(config, run_dir)
+    assert summary["resumed_from"].endswith("last.ckpt")
+    assert [int(r["step"]) for r in read_log(run_dir / "training_log.csv")] == [2, 4, 6]
+
+
 def test_publishing_is_atomic(splits, tmp_path: Path, monkeypatch) -> None:
     """A failure while best.ckpt is copied leaves no best.ckpt, not a truncated one."""
     real_copy = shutil.copyfile

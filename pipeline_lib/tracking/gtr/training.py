@@ -549,12 +549,14 @@ def _checkpoints(work: Path, has_val: bool) -> list[ModelCheckpoint]:
     """best (lowest val loss) + last with validation, last only without."""
     if has_val:
         return checkpoint_callbacks({}, work)
+    # The newest epoch as the one "top" checkpoint, named last: Lightning writes save_last
+    # only after a top-k save, so save_top_k=0 wrote no last.ckpt to resume from until the end.
     return [
         ModelCheckpoint(
             dirpath=work,
             filename="last",
-            save_top_k=0,
-            save_last=True,
+            monitor=None,
+            save_top_k=1,
             enable_version_counter=False,
         )
     ]
