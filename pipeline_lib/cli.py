@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,12 +211,16 @@ def _train_tracker(a: argparse.Namespace) -> None:
 
 
 def _eval_pose(a: argparse.Namespace) -> None:
+    from pipeline_lib.evaluation.null_reasons import unmatched_warning
     from pipeline_lib.evaluation.pose_metrics import evaluate_labels, save_pose_metrics
     from pipeline_lib.io.labels import load_labels
 
     gt = load_labels(a.gt, require_videos=False)
     pr = load_labels(a.pred, require_videos=False)
     metrics, arrays = evaluate_labels(gt, pr, oks_stddev=a.oks_stddev, return_arrays=True)
+    warning = unmatched_warning(metrics, f"{a.pred} against {a.gt}")
+    if warning:
+        logging.getLogger("pipeline_lib.evaluation").warning("%s", warning)
     if a.out:
         save_pose_metrics(metrics, a.out, a.out.rsplit(".", 1)[0] + ".npz", arrays)
     _print({k: metrics[k] for k in ("mOKS", "oks_voc", "distance", "pck")})

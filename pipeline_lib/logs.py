@@ -42,7 +42,6 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format=LOG_FORMAT,
         stream=stream or sys.stderr,
-        force=True,
     )
     logging.getLogger("pipeline_lib").setLevel(logging.INFO)
     quiet_third_party()

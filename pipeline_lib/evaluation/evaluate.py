@@ -11,6 +11,7 @@ import torch
 
 from pipeline_lib.data.cache import decode_labelled_frames
 from pipeline_lib.evaluation.identity import identity_accuracy
+from pipeline_lib.evaluation.null_reasons import unmatched_warning
 from pipeline_lib.evaluation.pose_metrics import evaluate_labels, save_pose_metrics
 from pipeline_lib.inference.predictors import (
     InferenceOptions,
@@ -68,6 +69,9 @@ def evaluate_model(
     if gt.labeled_frames:
         pr = predict_labelled_frames(gt, predictor, threads)
         metrics, arrays = evaluate_labels(gt, pr, return_arrays=True)
+        warning = unmatched_warning(metrics, f"{model_dirs[-1]} on {labels_path}")
+        if warning:
+            log.warning("%s", warning)
         identity = identity_accuracy(gt, pr, arrays)
         if identity is not None:
             metrics["identity"] = identity

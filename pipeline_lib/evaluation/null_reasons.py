@@ -34,6 +34,25 @@ def pose_null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def unmatched_warning(metrics: Mapping[str, Any], what: str) -> str | None:
+    """The warning for pose metrics where no ground-truth instance matched a prediction (mOKS
+    then has no value and mAP is 0), with the likely cause and the knob; None otherwise."""
+    n_gt = int(metrics.get("n_gt_instances") or 0)
+    if not n_gt or metrics.get("n_matched"):
+        return None
+    if not metrics.get("n_pred_instances"):
+        cause = (
+            "there are no predicted instances: lower --peak-threshold "
+            "(inference.peak_threshold) or check that the model is trained"
+        )
+    else:
+        cause = (
+            f"the {metrics['n_pred_instances']} predicted instances lie elsewhere: check that "
+            "the predictions belong to these videos and frames, and that the model is trained"
+        )
+    return f"{what}: 0 of {n_gt} ground-truth instances matched a prediction; {cause}"
+
+
 def tracking_null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
     """Reasons for the nulls a tracking metrics dict (``evaluate_tracking_frames``) can hold."""
     no_pred = "there are no predicted instances"

@@ -172,6 +172,15 @@ def _run(
                 name: format_frame_selection(f) for name, f in undecodable.items()
             }
         sink.close(provenance_update={"summary": summary})
+    if summary["n_frames_predicted"] and not summary["n_instances"]:
+        log.warning(
+            "No instance found in %d predicted frames of %s: lower --peak-threshold "
+            "(inference.peak_threshold, now %g) or check that the model is trained (its "
+            "training_log.csv and validation loss)",
+            summary["n_frames_predicted"],
+            name,
+            opts.peak_threshold,
+        )
     return summary
 
 
