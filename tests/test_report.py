@@ -380,3 +380,18 @@ def test_clips_are_off_by_default_and_a_dag_output_when_on(tmp_path: Path) -> No
     on = snakemake_dry_run("--configfile", str(on_config))
     assert on.returncode == 0, on.stderr[-2000:]
     assert "results/report/clips/demo_0.mp4" in on.stdout
+
+
+def test_empty_video_warns_with_the_knob(tmp_path: Path, tracked_slp: Path) -> None:
+    labels = load_labels(tracked_slp)
+    empty = tmp_path / "empty.slp"
+    save_labels(sio.Labels(videos=labels.videos, skeletons=labels.skeletons), empty)
+    inputs = {**make_inputs(tmp_path, empty), "tracked": {"two_flies": str(empty)}}
+    summary = build_report(tmp_path / "r", **inputs, n_example_frames=2, peak_threshold=0.2)
+    expected = (
+        "two_flies: no instance predicted in any frame; lower inference.peak_threshold "
+        "(now 0.2), or train longer"
+    )
+    assert any(w.startswith(expected) for w in summary["warnings"])
+    assert expected in (tmp_path / "r/summary.html").read_text()
+    assert expected in (tmp_path / "r/summary.md").read_text()

@@ -158,3 +158,30 @@ def test_bad_config_fails_before_any_work(tmp_path: Path) -> None:
     assert "nope.yaml" in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
     shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)
+
+
+def test_report_html_shows_the_metric_values(finished_run: Path) -> None:
+    """`snakemake --report` of a finished run: the numbers of pose_metrics.csv and
+    tracking_metrics.csv are text on the report's HTML pages, which report.html embeds."""
+    from pipeline_lib.report.tables import fmt
+
+    run = _snakemake(finished_run, "--report", "report.html")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    report = (finished_run / "report.html").read_text()
+    out = finished_run / "results/report"
+    for name in ("summary.html", "pose_accuracy.html", "tracking.html", "provenance.html"):
+        assert name in report, f"{name} not registered in report.html"
+    for csv_name, page in (
+        ("pose_metrics.csv", "pose_accuracy.html"),
+        ("tracking_metrics.csv", "tracking.html"),
+    ):
+        text = (out / page).read_text()
+        header, *rows = [line.split(",") for line in (out / csv_name).read_text().splitlines()]
+        assert rows, csv_name
+        for row in rows:
+            for key, cell in zip(header, row, strict=True):
+                if cell and cell.lstrip("-").replace(".", "").replace("e-", "").isdigit():
+                    value = fmt(float(cell) if "." in cell or "e" in cell else int(cell))
+                    assert f">{value}<" in text, (csv_name, key, cell)
+    assert "This run: predictor demo_centroid + demo_centered_instance" in report
+    assert (out / "pose_figures/demo_centered_instance.test.png").is_file()

@@ -76,15 +76,12 @@ def expected_tracks_flag(row: Mapping[str, Any], expected: int | None) -> str | 
 def video_warnings(rows: Sequence[Mapping[str, Any]], peak_threshold: float | None) -> list[str]:
     """Warnings for predicted/tracked videos: no instance at all, too many tracks."""
     out = []
+    now = "" if peak_threshold is None else f" (now {peak_threshold:g})"
+    hint = PEAK_HINT.replace("peak_threshold", "peak_threshold" + now, 1)
     for r in rows:
-        if r.get("n_frames") and not r.get("n_instances"):
-            now = "" if peak_threshold is None else f" (now {peak_threshold:g})"
-            out.append(
-                f"{r['video']}: no instance predicted in {r['n_frames']} frames; "
-                f"{PEAK_HINT.replace('peak_threshold', 'peak_threshold' + now, 1)}"
-            )
-        elif not r.get("n_frames"):
-            out.append(f"{r['video']}: no frame predicted; is the video readable and non-empty?")
+        if not r.get("n_instances"):
+            # frames without an instance are not written, so an empty result has no frames
+            out.append(f"{r['video']}: no instance predicted in any frame; {hint}")
         if r.get("track_flag"):
             out.append(f"{r['video']}: {r['track_flag']}")
     return out
