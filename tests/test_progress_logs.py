@@ -62,3 +62,13 @@ def test_epoch_line_prints_small_losses_readably() -> None:
     line = epoch_line(3, 40, {"train_loss": 1.234e-4, "val_loss": float("nan")}, 12.34, 456.0)
     assert line == "epoch 3/40: train_loss 0.000123, 12.3 s/epoch, ETA 7m36s"
     assert format_duration(3725) == "1h02m"
+
+
+def test_tracking_reports_frames_done_and_rate(shared_data, tmp_path, capsys):
+    from pipeline_lib.tracking.track import track_file
+
+    labels = shared_data / "dreem_assets/sleap/two_flies.slp"
+    summary = track_file(labels, tmp_path / "t.slp", {"max_tracks": 2})
+    err = capsys.readouterr().err
+    n = summary["n_frames"]
+    assert re.search(rf"track \S+: 100%.*{n}/{n} .*frame/s", err), err

@@ -6,10 +6,15 @@ in Snakemake log files, a line every few seconds with the count and the rate.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from tqdm import tqdm
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -41,3 +46,22 @@ class Progress:
     def close(self) -> None:
         """Print the final line."""
         self._bar.close()
+
+
+def counted(items: list[T], desc: str, unit: str = "frame") -> Iterator[T]:
+    """``items`` one by one with a :class:`Progress` over them (count, rate, ETA), ended even
+    when the loop stops early; for loops such as tracking that have no batches of their own."""
+    progress = Progress(len(items), desc, unit)
+    try:
+        for item in items:
+            yield item
+            progress.update()
+    finally:
+        progress.close()
+
+
+def video_label(frames: Iterable) -> str:
+    """The file name of the first frame's video, for a progress line ("track demo_0.mp4")."""
+    for frame in frames:
+        return os.path.basename(str(frame.video.filename))
+    return "no frames"

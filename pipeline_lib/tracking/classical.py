@@ -38,6 +38,7 @@ import sleap_io as sio
 from scipy.optimize import linear_sum_assignment
 
 from pipeline_lib.data.instances import pairwise_box_iou, pose_boxes
+from pipeline_lib.io.progress import counted, video_label
 from pipeline_lib.tracking.options import TrackerOptions
 
 _MIN_AREA = 1.0  # px^2; keeps the size scale finite for an instance with one visible point
@@ -98,7 +99,7 @@ class ClassicalTracker:
                 f"Similarity 'iou' needs a skeleton of at least two nodes to draw boxes; video "
                 f"{frames[0].video.filename!r} has one-node instances (use 'oks' or 'centroid')"
             )
-        for time, frame in enumerate(frames):
+        for time, frame in enumerate(counted(frames, f"track {video_label(frames)}")):
             predicted = [i for i in frame.instances if isinstance(i, sio.PredictedInstance)]
             user = [
                 _copy_user_instance(i)

@@ -59,6 +59,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from pipeline_lib.data.instances import pairwise_box_iou
+from pipeline_lib.io.progress import counted, video_label
 from pipeline_lib.tracking.classical import (
     _copy_predicted,
     _copy_user_instance,
@@ -204,7 +205,7 @@ class GTRTracker:
         state = _VideoState()
         chunk = None
         out: list[sio.LabeledFrame] = []
-        for lf in frames:
+        for lf in counted(frames, f"track {video_label(frames)}"):
             t = int(lf.frame_idx)
             if not opts.persistent_tracking and t // self.chunk_frames != chunk:
                 state.live.clear()
