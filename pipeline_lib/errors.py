@@ -76,6 +76,8 @@ def free_bytes(folder: str | os.PathLike) -> int | None:
         st = os.statvfs(folder)
     except OSError:
         return None
+    if st.f_blocks == 0:  # some network and FUSE file systems report no sizes at all
+        return None
     return st.f_bavail * st.f_frsize
 
 
