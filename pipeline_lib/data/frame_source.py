@@ -28,6 +28,7 @@ import sleap_io as sio
 
 from pipeline_lib.data.cache import CacheError, file_sha256
 from pipeline_lib.io.progress import Progress
+from pipeline_lib.io.video import check_video_index
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,8 @@ def _probe(video: sio.Video) -> tuple[Any, dict]:
     Opening a private copy once records what the backend detects (shape, grayscale), so readers
     in other processes open it without detecting again and decode exactly the same pixels.
     """
+    if isinstance(video.filename, str):
+        check_video_index(video.filename)
     copy = _closed_copy(video.filename, video.backend_metadata)
     try:
         copy.open()
