@@ -253,6 +253,16 @@ def _convert_legacy_config(a: argparse.Namespace) -> None:
     _print({"config": str(save_training_config(load_training_config(source), a.out))})
 
 
+def _check_yaml(a: argparse.Namespace) -> None:
+    """Read YAML files with the pipeline's strict loader: Snakemake reports a syntax error in a
+    ``--configfile`` before any of our code runs, naming neither file nor line."""
+    from pipeline_lib.config.yaml_io import load_yaml
+
+    for path in a.files:
+        load_yaml(path)
+    _print({"valid_yaml": a.files})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and ``--help``)."""
     p = argparse.ArgumentParser(prog="pipeline-lib", description=__doc__.splitlines()[0])
@@ -436,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("legacy_config", help="training_config.json (or the SLEAP model folder)")
     s.add_argument("out", help="the YAML to write")
     s.set_defaults(func=_convert_legacy_config)
+
+    s = sub.add_parser(
+        "check-yaml", help="syntax errors (file:line:column) and repeated keys of YAML files"
+    )
+    s.add_argument("files", nargs="+", help="config files (pipeline, model, tracker)")
+    s.set_defaults(func=_check_yaml)
     return p
 
 

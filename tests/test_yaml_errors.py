@@ -43,7 +43,7 @@ def test_the_loader_names_line_and_column_and_both_lines_of_a_repeated_key(tmp_p
     }
 
 
-def test_workflow_config_syntax_error_and_repeated_key(tmp_path):
+def test_workflow_config_syntax_error_and_repeated_key(tmp_path, capsys):
     """config/config.yaml is read by Snakemake; our check runs first and names the place."""
     (tmp_path / "config").mkdir()
     _write(tmp_path / "config/config.yaml", BROKEN)
@@ -60,6 +60,11 @@ def test_workflow_config_syntax_error_and_repeated_key(tmp_path):
     assert (
         f"{override}:3:1: duplicate key 'seed': given on lines 1 and 3" in run.stderr + run.stdout
     )
+    # Snakemake reads a --configfile before the workflow and names no line for a syntax error;
+    # check-yaml does.
+    broken = _write(tmp_path / "my_config.yaml", BROKEN)
+    assert main(["check-yaml", str(ROOT / "config/config.yaml"), str(broken)]) == 1
+    assert f"check-yaml: error: {broken}:4:8: not valid YAML" in capsys.readouterr().err
 
 
 def test_model_config_through_train_and_the_loader(tmp_path, capsys):
