@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from pipeline_lib.data.datasets import SampleIndex, SampleSpec, as_item, build_all_samples
 from pipeline_lib.data.frame_source import FrameSource
+from pipeline_lib.io.json_io import dumps_strict
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def write_sample_cache(
             "n_samples": n,
             "image_shape": list(index.image_shape),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: completes it
+        (tmp / MANIFEST).write_text(dumps_strict(manifest) + "\n")  # last: completes it
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
