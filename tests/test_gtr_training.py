@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -218,6 +219,16 @@ def test_same_seed_same_first_epoch_loss(splits, tmp_path: Path) -> None:
     assert first_loss(6, "c") != first_loss(5, "a")
 
 
+def test_each_epoch_logs_a_progress_line_with_eta(splits, tmp_path: Path, caplog) -> None:
+    config = tiny_config(splits, trainer={"max_epochs": 2, "limit_train_batches": 2, "seed": 0})
+    with caplog.at_level(logging.INFO, logger="pipeline_lib"):
+        train_tracker(config, tmp_path / "run")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], lines
+    assert all("train_loss" in line and "val_accuracy" in line for line in lines)
+    assert all("s/epoch" in line and "ETA" in line for line in lines)
+
+
 class _KillAt(L.Callback):
     """Stands in for a killed job: fails at the first batch of ``epoch``."""
 
@@ -364,6 +375,9 @@ def test_trained_model_tracks_shuffled_flies_through_track_file_and_cli(
     out = tmp_path / "tracked.slp"
     summary = track_file(src, out, {"method": "gtr", "model": str(run_dir), "device": "cpu"})
     assert summary["n_frames"] == 32 and summary["n_tracks"] == 2
+    tracker = sio.load_slp(str(out), open_videos=False).provenance["tracker"]
+    assert tracker["method"] == "gtr" and tracker["model"]["path"] == str(run_dir.resolve())
+    assert len(tracker["model"]["config_sha256"]) == 64 and "window_size" in tracker["options"]
     assert id_switches(gt, out) <= 2
 
     cli_out = tmp_path / "cli.slp"
