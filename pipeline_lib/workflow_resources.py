@@ -91,6 +91,7 @@ DEFAULTS: dict[str, RuleResources] = {
     ),
     "evaluate_tracking": RuleResources(threads=1, mem_mb=4000, runtime=30),
     "report": RuleResources(threads=1, mem_mb=4000, runtime=30),
+    "render_clip": RuleResources(threads=1, mem_mb=4000, runtime=60),
     "provenance": RuleResources(threads=1, mem_mb=2000, runtime=10),
 }
 

@@ -109,9 +109,9 @@ rule render_clip:
         log_path("render_clip", "{video}"),
     benchmark:
         bench_path("render_clip", "{video}")
-    threads: rule_threads("report")
+    threads: rule_threads("render_clip")
     resources:
-        **rule_resources("report"),
+        **rule_resources("render_clip"),
     conda:
         "../../envs/pipeline.yaml"
     script:
