@@ -2,13 +2,16 @@
 written ("No space left on device while writing FILE"), a non-zero exit and no crash; an
 earlier output under the same name stays as it was and no partial file is left behind.
 
-The disks are real: each test mounts a tmpfs of a few hundred KiB (root only; skipped with the
-reason where mounting is not allowed) and unmounts it when done.
+The disks are real where it matters: a test mounts a tmpfs of a few hundred KiB (root only;
+skipped with the reason where mounting is not allowed) and unmounts it when done. Only the
+checkpoint writer's ENOSPC is injected, as the frame cache fills a small disk first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from test_trainer_options import tiny_config as tiny_pose_config
 
 from pipeline_lib.cli import main as cli_main
 from pipeline_lib.data.split import split_labels
+from pipeline_lib.training import trainer_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path("sleap_nn_assets/model_ckpts")
@@ -90,26 +94,50 @@ def test_prediction_on_a_full_disk(shared_data, tmp_path):
         assert out.read_bytes() == b"earlier predictions"
 
 
+def _fly_split(shared_data: Path, folder: Path) -> dict[str, Path]:
+    split = {k: folder / f"{k}.slp" for k in ("train", "val", "test")}
+    split_labels([shared_data / FLIES / "single_fly.slp"], *split.values(), 0.05, 0.0, None, 0, 1)
+    return split
+
+
+def _train_line(shared_data: Path, tmp_path: Path, run_dir: Path, capsys) -> str:
+    """Train the tiny model into ``run_dir``; the file its one disk-full line names."""
+    split = _fly_split(shared_data, tmp_path)
+    config = tiny_pose_config(shared_data, tmp_path / "run.yaml", max_epochs=1)
+    argv = ["train", str(config), "--train", str(split["train"]), "--val", str(split["val"])]
+    code = cli_main([*argv, "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    prefix = "pipeline-lib train: error: No space left on device while writing "
+    named = [line[len(prefix) :] for line in err.splitlines() if line.startswith(prefix)]
+    assert len(named) == 1 and "Traceback" not in err, err
+    assert not (run_dir / "best.ckpt").exists()
+    assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name]
+    return named[0]
+
+
 @pytest.mark.slow
 def test_training_on_a_full_disk(shared_data, tmp_path, capsys):
-    """torch.save reports a short write as "unexpected pos", not ENOSPC: the run folder's free
-    space tells it apart. The message names the checkpoint; no best.ckpt is published."""
-    split = {k: tmp_path / f"{k}.slp" for k in ("train", "val", "test")}
-    split_labels([shared_data / FLIES / "single_fly.slp"], *split.values(), 0.05, 0.0, None, 0, 1)
-    config = tiny_pose_config(shared_data, tmp_path / "run.yaml", max_epochs=1)
+    """A real small disk: the first file that does not fit (the frame cache, here) is named,
+    and no part of it is left."""
     with small_disk(tmp_path / "disk", "256k") as disk:
-        run_dir = disk / "run"
-        argv = ["train", str(config), "--train", str(split["train"]), "--val", str(split["val"])]
-        code = cli_main([*argv, "--run-dir", str(run_dir)])
-        err = capsys.readouterr().err
-        assert code == 1, err
-        lines = err.splitlines()
-        prefix = "pipeline-lib train: error: No space left on device while writing "
-        named = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
-        assert len(named) == 1, err
-        assert named[0].startswith(str(run_dir)) and named[0].endswith(".ckpt"), err
-        assert not (run_dir / "best.ckpt").exists()
-        assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name]
+        named = Path(_train_line(shared_data, tmp_path, disk / "run", capsys))
+        assert named.is_relative_to(disk / "run") and not named.exists()
+
+
+@pytest.mark.slow
+def test_checkpoint_save_on_a_full_disk(shared_data, tmp_path, monkeypatch, capsys):
+    """The checkpoint writer hits ENOSPC: the message names the checkpoint being saved."""
+
+    def full(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(trainer_setup.torch, "save", full)
+    run_dir = tmp_path / "run"
+    named = _train_line(shared_data, tmp_path, run_dir, capsys)
+    assert named.startswith(str(run_dir / "checkpoints")) and named.endswith(".ckpt")
+    assert not Path(named).exists()
 
 
 def test_tracking_on_a_full_disk(shared_data, tmp_path):
