@@ -44,7 +44,21 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
         stream=stream or sys.stderr,
     )
     logging.getLogger("pipeline_lib").setLevel(logging.INFO)
+    warnings_as_log_lines()
     quiet_third_party()
+
+
+def warnings_as_log_lines() -> None:
+    """Show each Python warning as one log line (``WARNING py.warnings: Category: message``).
+
+    The default display adds the warning's source file and code line, two lines of our
+    internals around a message written for the user; logging it keeps one line per warning,
+    like every other message of the command line and the job logs."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
+
+    warnings.showwarning = show
 
 
 def quiet_third_party() -> None:

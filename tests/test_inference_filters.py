@@ -116,7 +116,7 @@ def test_filtered_predictor_filters_every_frame_and_delegates():
 
 
 def test_cli_passes_the_filters():
-    from pipeline_lib.cli import _inference_options
+    from pipeline_lib.cli_flags import inference_options as _inference_options
 
     args = build_parser().parse_args(
         [

@@ -70,6 +70,9 @@ def run_stage(smk: Any, stage: Callable[[Any], Any]) -> None:
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
     import pipeline_lib
+    from pipeline_lib.logs import warnings_as_log_lines
+
+    warnings_as_log_lines()
     from pipeline_lib.gpu_claim import claim_gpus
 
     # Before anything starts CUDA: a job asking for GPUs takes cards no other job holds.
