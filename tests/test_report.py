@@ -395,3 +395,57 @@ def test_empty_video_warns_with_the_knob(tmp_path: Path, tracked_slp: Path) -> N
     assert any(w.startswith(expected) for w in summary["warnings"])
     assert expected in (tmp_path / "r/summary.html").read_text()
     assert expected in (tmp_path / "r/summary.md").read_text()
+
+
+def _scored_copy(tracked: Path, out: Path, score: float) -> Path:
+    """The tracked file with its instances as predictions of one instance score."""
+    labels = load_labels(tracked)
+    skeleton = labels.skeletons[0]
+    for lf in labels.labeled_frames:
+        lf.instances = [
+            sio.PredictedInstance.from_numpy(
+                inst.numpy(), skeleton=skeleton, score=score, track=inst.track
+            )
+            for inst in lf.instances
+        ]
+    save_labels(labels, out)
+    return out
+
+
+def test_example_frames_go_to_the_most_doubtful_videos(tmp_path: Path, tracked_slp: Path) -> None:
+    """With more videos than ``max_example_videos``, montages go first to a video with more
+    tracks than animals, then to the lowest mean instance score; the rest say why not."""
+    tracked = {
+        "confident": str(_scored_copy(tracked_slp, tmp_path / "confident.slp", 0.9)),
+        "doubtful": str(_scored_copy(tracked_slp, tmp_path / "doubtful.slp", 0.3)),
+        "middling": str(_scored_copy(tracked_slp, tmp_path / "middling.slp", 0.6)),
+        "too_many_tracks": str(_scored_copy(tracked_slp, tmp_path / "flagged.slp", 0.95)),
+    }
+    summary = build_report(
+        tmp_path / "r",
+        pose_metrics={},
+        training_logs={},
+        tracked=tracked,
+        tracking_metrics={},
+        n_example_frames=2,
+        expected_animals={"too_many_tracks": 1},
+        max_example_videos=2,
+    )
+    rows = {r["video"]: r for r in summary["videos"]}
+    assert rows["doubtful"]["mean_instance_score"] == pytest.approx(0.3)
+    drawn = {v for v, r in rows.items() if r["example_frames"]}
+    assert drawn == {"too_many_tracks", "doubtful"}
+    assert sorted(p.stem for p in (tmp_path / "r/example_frames").glob("*.png")) == sorted(drawn)
+    for video in ("confident", "middling"):
+        assert "the 2 most doubtful of 4 videos (report.example_videos)" in rows[video]["note"]
+    # Every video is drawn when the limit is off.
+    summary = build_report(
+        tmp_path / "all",
+        pose_metrics={},
+        training_logs={},
+        tracked=tracked,
+        tracking_metrics={},
+        n_example_frames=2,
+        max_example_videos=None,
+    )
+    assert all(r["example_frames"] for r in summary["videos"])

@@ -95,6 +95,10 @@ TRACKING_COLUMNS = [
 ]
 
 
+#: Videos with an example-frame montage in the report (``report.example_videos``).
+DEFAULT_EXAMPLE_VIDEOS = 24
+
+
 def build_report(
     out_dir: str | os.PathLike,
     pose_metrics: Mapping[str, str],
@@ -111,6 +115,7 @@ def build_report(
     pose_npz: Mapping[str, str] | None = None,
     expected_animals: Mapping[str, int | None] | None = None,
     peak_threshold: float | None = None,
+    max_example_videos: int | None = DEFAULT_EXAMPLE_VIDEOS,
 ) -> dict[str, Any]:
     """Write the report and return its summary (the content of ``summary.json``).
 
@@ -129,6 +134,8 @@ def build_report(
         expected_animals: video id -> number of animals (``max_tracks``) when known; a video
             with more tracks is flagged.
         peak_threshold: the inference peak threshold, named in the warning of an empty video.
+        max_example_videos: draw example frames for at most this many videos, the most
+            doubtful first (:func:`example_videos`); None draws them for every video.
     """
     out = Path(out_dir)
     curves_dir = out / "training_curves"
@@ -148,10 +155,16 @@ def build_report(
         row["figure"] = figure.relative_to(out).as_posix()
         training_rows.append(row)
 
-    video_rows = [
-        _video_row(v, p, frames_dir, out, n_example_frames, expected_animals.get(v))
-        for v, p in sorted(tracked.items())
-    ]
+    video_rows = [_video_row(v, p, expected_animals.get(v)) for v, p in sorted(tracked.items())]
+    drawn = example_videos(video_rows, max_example_videos)
+    for row in video_rows:
+        if row["video"] in drawn:
+            _add_example_frames(row, tracked[row["video"]], frames_dir, out, n_example_frames)
+        elif n_example_frames > 0:
+            row["note"] = (
+                f"no example frames: drawn for the {len(drawn)} most doubtful of "
+                f"{len(video_rows)} videos (report.example_videos)"
+            )
     tracking_rows = [load_tracking_row(v, p) for v, p in sorted(tracking_metrics.items())]
 
     targets = check_demo_targets(
@@ -185,24 +198,47 @@ def build_report(
     return summary
 
 
-def _video_row(
-    video: str, path: str, frames_dir: Path, out: Path, n_frames: int, expected: int | None
-) -> dict[str, Any]:
-    """Counts for one video, a flag when it has more tracks than animals, and its
-    example-frame montage (or a note saying why there is none)."""
+def _video_row(video: str, path: str, expected: int | None) -> dict[str, Any]:
+    """Counts for one video and a flag when it has more tracks than animals."""
     row = video_counts(video, path)
     row["expected_animals"] = expected
     row["track_flag"] = expected_tracks_flag(row, expected)
     row["example_frames"] = None
     row["note"] = None
+    return row
+
+
+def example_videos(rows: Sequence[dict[str, Any]], limit: int | None) -> set[str]:
+    """Which videos get an example-frame montage.
+
+    Drawing a montage decodes and renders frames, about a quarter of a second per video: with
+    hundreds of videos it would be most of the report's time and a page nobody scrolls. So at
+    most ``limit`` videos are drawn, the most doubtful first: more tracks than animals, then
+    the lowest mean instance score (videos without predictions have nothing to draw)."""
+    if limit is None or len(rows) <= limit:
+        return {r["video"] for r in rows}
+
+    def doubt(row: dict[str, Any]) -> tuple:
+        score = row.get("mean_instance_score")
+        return (row["track_flag"] is None, score if score is not None else 2.0, row["video"])
+
+    candidates = sorted((r for r in rows if r["n_instances"]), key=doubt)
+    return {r["video"] for r in candidates[:limit]}
+
+
+def _add_example_frames(
+    row: dict[str, Any], path: str, frames_dir: Path, out: Path, n_frames: int
+) -> None:
+    """The video's example-frame montage, or a note saying why there is none."""
     if n_frames <= 0:
-        return row
+        return
+    video = row["video"]
     try:
         labels = load_labels(path, require_videos=True)
     except LabelsError as exc:
         row["note"] = f"no example frames: {exc}"
         log.warning("%s: %s", video, row["note"])
-        return row
+        return
     figure = frames_dir / f"{video}.png"
     picks = render_example_frames(labels, n_frames, figure)
     if picks:
@@ -211,7 +247,6 @@ def _video_row(
         row["frames_why"] = [p.reason for p in picks]
     else:
         row["note"] = "no example frames: no frame has an instance"
-    return row
 
 
 def _pose_figures(out: Path, pose_npz: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -161,8 +161,15 @@ def video_counts(video: str, path: str | os.PathLike) -> dict[str, Any]:
             else:
                 tracks.add(id(inst.track))
     n_instances = int(sum(per_frame))
+    scores = [
+        float(inst.score)
+        for lf in labels.labeled_frames
+        for inst in lf.instances
+        if getattr(inst, "score", None) is not None
+    ]
     return {
         "video": video,
+        "mean_instance_score": sum(scores) / len(scores) if scores else None,
         "n_frames": len(per_frame),
         "n_instances": n_instances,
         "instances_per_frame": n_instances / len(per_frame) if per_frame else None,

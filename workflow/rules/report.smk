@@ -77,6 +77,7 @@ rule report:
         demo_models=PLAN.demo_models,
         demo_videos=PLAN.demo_videos,
         n_example_frames=N_EXAMPLE_FRAMES,
+        example_videos=config["report"]["example_videos"],
         code=code("pipeline_lib.report.builder"),
     log:
         log_path("report"),

@@ -28,6 +28,7 @@ def main(smk):
         pose_npz=keyed(p.npz_keys, smk.input.pose_npz),
         expected_animals=dict(p.expected_animals),
         peak_threshold=p.peak_threshold,
+        max_example_videos=p.example_videos,
     )
 
 
